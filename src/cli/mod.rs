@@ -1,0 +1,121 @@
+//! Command-line interface (clap derive). Doc comments are the help text.
+mod config_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigInputs, Layer, LogLevel, Source};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tkr-embed",
+    version,
+    about = "Embedded multimodal vector database with a built-in Ops-MM-embedding-v1 embedder",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags accepted by every subcommand.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (YAML). Default: ./config.yaml when it exists.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Memory profile: auto, m1_16gb, m1_32gb, m1_64gb, or a YAML file.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Database directory.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Model: a local directory or a Hugging Face repo id.
+    #[arg(long, global = true, value_name = "DIR_OR_REPO")]
+    pub model: Option<String>,
+    /// Log level (error, warn, info, debug, trace). Also TKR_LOG.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevelArg>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogLevelArg {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LogLevelArg> for LogLevel {
+    fn from(l: LogLevelArg) -> Self {
+        match l {
+            LogLevelArg::Error => LogLevel::Error,
+            LogLevelArg::Warn => LogLevel::Warn,
+            LogLevelArg::Info => LogLevel::Info,
+            LogLevelArg::Debug => LogLevel::Debug,
+            LogLevelArg::Trace => LogLevel::Trace,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the effective configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+impl GlobalArgs {
+    /// The configuration inputs these flags and the process environment give.
+    pub fn config_inputs(&self) -> ConfigInputs {
+        let mut flags = Layer::default();
+        if let Some(dir) = &self.data_dir {
+            flags.set(
+                "storage.data_dir",
+                dir.display().to_string(),
+                Source::Flag("--data-dir".into()),
+            );
+        }
+        if let Some(model) = &self.model {
+            flags.set("model.name", model.clone(), Source::Flag("--model".into()));
+        }
+        if let Some(level) = self.log_level {
+            flags.set(
+                "monitoring.log_level",
+                LogLevel::from(level).as_str(),
+                Source::Flag("--log-level".into()),
+            );
+        }
+        ConfigInputs {
+            config_file: self.config.clone(),
+            profile: self.profile.clone(),
+            env: std::env::vars().collect(),
+            flags,
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let loaded = crate::config::load(&cli.global.config_inputs())?;
+    init_logging(loaded.config.monitoring.log_level);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    match cli.command {
+        Command::Config(cmd) => config_cmd::run(cmd, &loaded),
+    }
+}
+
+fn init_logging(level: LogLevel) {
+    // Our crate at the chosen level, dependencies one notch quieter.
+    let filter = format!("warn,tkr_embed={}", level.as_str());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,336 @@
+//! One validated [`Config`], assembled from layers in this order of
+//! precedence (later wins):
+//!
+//! defaults < config file (`config.yaml`) < memory profile < `TKR_*` environment < flags
+//!
+//! Every layer is a partial YAML/JSON tree; they are merged leaf by leaf, and
+//! the layer that set each leaf is remembered so `tkr-embed config show` can
+//! say where every value came from. The merged tree is deserialized once
+//! (unknown fields rejected, the failing field named) and then validated.
+mod layers;
+mod profiles;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use layers::{load, ConfigInputs, ConfigSources, Layer, Source};
+pub use profiles::{detect_profile, Profile, PROFILE_NAMES};
+
+/// Default model: the 7B Ops-MM embedding model on the Hugging Face hub.
+pub const DEFAULT_MODEL: &str = "OpenSearch-AI/Ops-MM-embedding-v1-7B";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml { path: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("unknown profile `{0}` (allowed: auto, {names}, or a path to a YAML file)", names = PROFILE_NAMES.join(", "))]
+    UnknownProfile(String),
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub processing: ProcessingConfig,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub optimization: OptimizationConfig,
+    pub monitoring: MonitoringConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// q4/q8/none chosen by device and memory at model load.
+    Auto,
+    Q4,
+    Q8,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// GPU when MLX has one (Metal, CUDA), else CPU.
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeDtype {
+    /// float32 on CPU (bf16 kernels are slow there), bfloat16 on a GPU.
+    Auto,
+    Float32,
+    Bfloat16,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoPooling {
+    Mean,
+    Max,
+    First,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Local directory or Hugging Face repo id.
+    pub name: String,
+    pub quantization: Quantization,
+    /// Quantization group size (32, 64 or 128).
+    pub group_size: i32,
+    pub dtype: ComputeDtype,
+    /// Where hub downloads go; `null` = the standard Hugging Face cache.
+    pub cache_dir: Option<PathBuf>,
+    pub device: DeviceChoice,
+    /// System-turn instruction of the Ops-MM prompt.
+    pub instruction: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    pub image_min_pixels: u64,
+    pub image_max_pixels: u64,
+    /// Token limit of one prompt (text is truncated to fit; image tokens never are).
+    pub max_text_length: usize,
+    pub max_video_frames: usize,
+    pub video_pooling: VideoPooling,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Most inputs the engine runs in one forward pass.
+    pub max_batch_size: usize,
+    /// Requests waiting for the engine beyond this are refused (HTTP 503).
+    pub max_queue: usize,
+    /// Request timeout in seconds.
+    pub timeout_secs: u64,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Largest decoded image (width × height) accepted, checked before decoding.
+    pub max_image_pixels: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizationConfig {
+    /// Entries in the embedding LRU cache (0 disables it).
+    pub cache_size: usize,
+    pub warmup_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringConfig {
+    pub log_level: LogLevel,
+    pub metrics: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            name: DEFAULT_MODEL.to_owned(),
+            quantization: Quantization::Auto,
+            group_size: 64,
+            dtype: ComputeDtype::Auto,
+            cache_dir: None,
+            device: DeviceChoice::Auto,
+            instruction: "You are a helpful assistant.".to_owned(),
+        }
+    }
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        // The Ops-MM recipe's own limits: 256·28·28 and 1280·28·28 pixels.
+        ProcessingConfig {
+            image_min_pixels: 256 * 28 * 28,
+            image_max_pixels: 1280 * 28 * 28,
+            max_text_length: 8192,
+            max_video_frames: 16,
+            video_pooling: VideoPooling::Mean,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".to_owned(),
+            port: 8000,
+            max_batch_size: 32,
+            max_queue: 1024,
+            timeout_secs: 120,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_image_pixels: 64_000_000,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./tkr-data"),
+        }
+    }
+}
+
+impl Default for OptimizationConfig {
+    fn default() -> Self {
+        OptimizationConfig {
+            cache_size: 10_000,
+            warmup_on_start: true,
+        }
+    }
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            log_level: LogLevel::Info,
+            metrics: true,
+        }
+    }
+}
+
+#[allow(clippy::derivable_impls)] // spelled out: this is the documented default set
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: ModelConfig::default(),
+            processing: ProcessingConfig::default(),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            optimization: OptimizationConfig::default(),
+            monitoring: MonitoringConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the rules that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let m = &self.model;
+        if m.name.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "model.name",
+                "must be a local directory or a Hugging Face repo id, not empty",
+            ));
+        }
+        if ![32, 64, 128].contains(&m.group_size) {
+            return Err(ConfigError::invalid(
+                "model.group_size",
+                format!("{} is not allowed (allowed: 32, 64, 128)", m.group_size),
+            ));
+        }
+        let p = &self.processing;
+        if p.image_min_pixels == 0 || p.image_min_pixels > p.image_max_pixels {
+            return Err(ConfigError::invalid(
+                "processing.image_min_pixels",
+                format!(
+                    "must be > 0 and <= processing.image_max_pixels ({})",
+                    p.image_max_pixels
+                ),
+            ));
+        }
+        // The model sees images in 28x28 merge windows; smaller limits are meaningless.
+        if p.image_max_pixels < 28 * 28 {
+            return Err(ConfigError::invalid(
+                "processing.image_max_pixels",
+                "must be at least 784 (one 28x28 patch window)",
+            ));
+        }
+        if p.max_text_length < 32 {
+            return Err(ConfigError::invalid(
+                "processing.max_text_length",
+                format!(
+                    "{} is too small (at least 32 tokens: the prompt template alone needs ~20)",
+                    p.max_text_length
+                ),
+            ));
+        }
+        if p.max_video_frames == 0 {
+            return Err(ConfigError::invalid(
+                "processing.max_video_frames",
+                "must be at least 1",
+            ));
+        }
+        let s = &self.server;
+        if s.host.trim().is_empty() {
+            return Err(ConfigError::invalid("server.host", "must not be empty"));
+        }
+        for (field, value) in [
+            ("server.max_batch_size", s.max_batch_size as u64),
+            ("server.max_queue", s.max_queue as u64),
+            ("server.timeout_secs", s.timeout_secs),
+            ("server.max_body_bytes", s.max_body_bytes as u64),
+            ("server.max_image_pixels", s.max_image_pixels),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "storage.data_dir",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,8 @@
+//! tkr-embed: an embedded multimodal vector database with a built-in
+//! Ops-MM-embedding-v1 (Qwen2-VL) embedder running on MLX.
+//!
+//! Layers (dependencies point one way): `config`; `model` (the only module
+//! importing mlx-rs); `cli` on top.
+pub mod cli;
+pub mod config;
+pub mod model;

@@ -1,0 +1,15 @@
+//! One integration-test binary (faster to link than one per file).
+//!
+//! MLX is not thread-safe and `cargo test` runs tests as threads: every test
+//! that drives MLX holds [`mlx_lock`] for its whole duration.
+mod config;
+mod mlx_smoke;
+
+use std::sync::{Mutex, MutexGuard};
+
+static MLX: Mutex<()> = Mutex::new(());
+
+/// Serialises MLX use across test threads (survives a panicked test).
+pub fn mlx_lock() -> MutexGuard<'static, ()> {
+    MLX.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
