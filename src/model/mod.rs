@@ -1,2 +1,314 @@
-//! The only module that talks to MLX (mlx-rs). Nothing of mlx leaves it.
+//! The Ops-MM-embedding-v1 model (Qwen2-VL) on MLX. This is the only module
+//! that imports mlx-rs; its public API speaks plain Rust types
+//! (`Vec<f32>`, token ids, pixel buffers), so nothing of MLX leaks out.
+//!
+//! Embedding = final-normed hidden state of the last token (the trailing
+//! `<|endoftext|>`) of the Ops-MM prompt, L2-normalised; batches are
+//! left-padded. See `tests/fixtures/qwen2vl-tiny/README.md` for the recipe.
+pub mod config;
+mod linear;
+pub mod preprocess;
+mod qwen2;
+pub mod rope;
 pub mod runtime;
+mod tokenizer;
+mod vision;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use mlx_rs::{ops, Array, Dtype};
+
+use config::Qwen2VlConfig;
+pub use linear::QuantSpec;
+use qwen2::{DecoderInput, TextDecoder};
+use tokenizer::PromptTokenizer;
+use vision::VisionTower;
+
+/// Pad id of Qwen2 tokenizers (`<|endoftext|>`), used for left padding.
+pub const PAD_TOKEN_ID: u32 = 151_643;
+/// Additive mask value: large and finite, so fully padded rows stay NaN-free.
+const MASKED: f32 = -1e30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model config: {0}")]
+    Config(String),
+    #[error("model weights: {0}")]
+    Weights(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the input needs {needed} tokens without its text, more than the limit of {limit} (processing.max_text_length); use fewer or smaller images")]
+    TooLong { needed: usize, limit: usize },
+    #[error("invalid input: {0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Image(#[from] preprocess::PreprocessError),
+    #[error("model download: {0}")]
+    Download(String),
+    #[error("mlx: {0}")]
+    Mlx(#[from] mlx_rs::error::Exception),
+}
+
+impl ModelError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Whether the caller's input is at fault (vs. the model or the machine).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            ModelError::TooLong { .. } | ModelError::BadInput(_) | ModelError::Image(_)
+        )
+    }
+}
+
+/// Compute precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputeType {
+    Float32,
+    Bfloat16,
+}
+
+impl ComputeType {
+    fn dtype(self) -> Dtype {
+        match self {
+            ComputeType::Float32 => Dtype::Float32,
+            ComputeType::Bfloat16 => Dtype::Bfloat16,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComputeType::Float32 => "float32",
+            ComputeType::Bfloat16 => "bfloat16",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub compute: ComputeType,
+    pub quant: QuantSpec,
+    /// Token limit per prompt (`processing.max_text_length`).
+    pub max_len: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            compute: ComputeType::Float32,
+            quant: QuantSpec::None,
+            max_len: 8192,
+        }
+    }
+}
+
+/// One image ready for the vision tower (see [`preprocess::preprocess_image`]).
+pub use preprocess::ImageInput;
+
+/// One tokenized input: token ids (image pads expanded) and its images.
+#[derive(Debug, Clone)]
+pub struct PreparedInput {
+    pub ids: Vec<u32>,
+    pub images: Vec<ImageInput>,
+}
+
+impl PreparedInput {
+    /// Work estimate for batching: tokens through the decoder plus patches through the vision tower.
+    pub fn cost(&self) -> usize {
+        self.ids.len()
+            + self
+                .images
+                .iter()
+                .map(|i| i.pixel_values.len() / 1176)
+                .sum::<usize>()
+    }
+}
+
+pub struct Embedder {
+    config: Qwen2VlConfig,
+    tokenizer: PromptTokenizer,
+    vision: VisionTower,
+    decoder: TextDecoder,
+    options: LoadOptions,
+}
+
+impl Embedder {
+    /// Loads a Qwen2-VL checkpoint from a local directory (config.json,
+    /// tokenizer.json, safetensors).
+    pub fn load(dir: &Path, options: LoadOptions) -> Result<Self, ModelError> {
+        let config_path = dir.join("config.json");
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
+        let config = Qwen2VlConfig::from_json(&text)?;
+        let tokenizer =
+            PromptTokenizer::from_file(&dir.join("tokenizer.json"), config.image_token_id)?;
+        let mut weights = weights::Weights::load(dir, &config, options.compute.dtype())?;
+        let vision = VisionTower::load(&config.vision, &mut weights, options.compute.dtype())?;
+        let decoder = TextDecoder::load(&config.text, &mut weights, options.quant)?;
+        Ok(Embedder {
+            config,
+            tokenizer,
+            vision,
+            decoder,
+            options,
+        })
+    }
+
+    /// Embedding dimension (the text hidden size).
+    pub fn dim(&self) -> usize {
+        self.config.text.hidden_size
+    }
+
+    pub fn config(&self) -> &Qwen2VlConfig {
+        &self.config
+    }
+
+    pub fn options(&self) -> &LoadOptions {
+        &self.options
+    }
+
+    /// Tokenizes one input: images first, then text, in the Ops-MM prompt.
+    pub fn prepare(
+        &self,
+        instruction: &str,
+        text: &str,
+        images: Vec<ImageInput>,
+    ) -> Result<PreparedInput, ModelError> {
+        for special in ["<|image_pad|>", "<|video_pad|>"] {
+            if text.contains(special) || instruction.contains(special) {
+                return Err(ModelError::BadInput(format!(
+                    "text must not contain the model's special token {special}"
+                )));
+            }
+        }
+        let merge = (self.config.vision.spatial_merge_size.pow(2)) as u32;
+        let image_tokens: Vec<usize> = images
+            .iter()
+            .map(|i| (i.grid_thw.iter().product::<u32>() / merge) as usize)
+            .collect();
+        let ids = self
+            .tokenizer
+            .encode(instruction, text, &image_tokens, self.options.max_len)?;
+        Ok(PreparedInput { ids, images })
+    }
+
+    /// L2-normalised embeddings, one per input, computed as one padded batch.
+    pub fn embed_batch(&self, inputs: &[PreparedInput]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = inputs.len();
+        let len = inputs.iter().map(|i| i.ids.len()).max().unwrap_or(0);
+        let merge = self.config.vision.spatial_merge_size as u32;
+        let image_id = self.config.image_token_id;
+
+        let mut ids = Vec::with_capacity(b * len);
+        let mut positions = Vec::with_capacity(b);
+        let mut image_positions = Vec::new();
+        let mut image_embeds = Vec::new();
+        for (row, input) in inputs.iter().enumerate() {
+            let pad = len - input.ids.len();
+            ids.extend(std::iter::repeat_n(PAD_TOKEN_ID, pad));
+            ids.extend_from_slice(&input.ids);
+            let grids: Vec<[u32; 3]> = input.images.iter().map(|i| i.grid_thw).collect();
+            positions.push(rope::mrope_positions(&input.ids, image_id, &grids, merge));
+            for (k, &id) in input.ids.iter().enumerate() {
+                if id == image_id {
+                    image_positions.push((row * len + pad + k) as i32);
+                }
+            }
+            for image in &input.images {
+                image_embeds.push(self.vision.forward(&image.pixel_values, image.grid_thw)?);
+            }
+        }
+        let image_embeds = match image_embeds.len() {
+            0 => None,
+            _ => Some(ops::concatenate(&image_embeds, 0)?),
+        };
+        if let Some(e) = &image_embeds {
+            if e.shape()[0] as usize != image_positions.len() {
+                return Err(ModelError::BadInput(format!(
+                    "{} image tokens in the prompt but the images give {}",
+                    image_positions.len(),
+                    e.shape()[0]
+                )));
+            }
+        }
+
+        let t = &self.config.text;
+        let hd = t.head_dim();
+        let (cos, sin) = rope::mrope_tables(&positions, len, hd, t.rope_theta, t.mrope_section);
+        let shape = [b as i32, 1, len as i32, hd as i32];
+        let cos = Array::from_slice(&cos, &shape);
+        let sin = Array::from_slice(&sin, &shape);
+        let mask = padding_mask(inputs, len).map(|m| {
+            Array::from_slice(&m, &[b as i32, 1, len as i32, len as i32])
+                .as_dtype(self.decoder.dtype())
+        });
+        let mask = mask.transpose()?;
+        let ids = Array::from_slice(
+            &ids.iter().map(|&i| i as i32).collect::<Vec<_>>(),
+            &[b as i32, len as i32],
+        );
+        let hidden = self.decoder.last_hidden(&DecoderInput {
+            ids: &ids,
+            image_embeds: image_embeds.as_ref(),
+            image_positions: &image_positions,
+            cos: &cos,
+            sin: &sin,
+            mask: mask.as_ref(),
+        })?;
+        let hidden = hidden.as_dtype(Dtype::Float32)?;
+        hidden.eval()?;
+        let flat: &[f32] = hidden.as_slice();
+        Ok(flat.chunks(self.dim()).map(l2_normalize).collect())
+    }
+}
+
+/// Additive causal + left-padding mask `[b, len, len]`, or `None` when no
+/// row is padded (then the plain causal kernel is used).
+fn padding_mask(inputs: &[PreparedInput], len: usize) -> Option<Vec<f32>> {
+    if inputs.iter().all(|i| i.ids.len() == len) {
+        return None;
+    }
+    let mut m = vec![MASKED; inputs.len() * len * len];
+    for (row, input) in inputs.iter().enumerate() {
+        let pad = len - input.ids.len();
+        for q in 0..len {
+            for k in pad..=q {
+                m[(row * len + q) * len + k] = 0.0;
+            }
+        }
+    }
+    Some(m)
+}
+
+fn l2_normalize(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter().map(|x| x / norm).collect()
+}
+
+/// A scalar of the given dtype (an f32 scalar would promote bf16 arrays).
+fn scalar(value: f32, dtype: Dtype) -> Result<Array, ModelError> {
+    Ok(Array::from_f32(value).as_dtype(dtype)?)
+}
+
+/// Rotary embedding, rotate-half convention: `x·cos + rotate_half(x)·sin`.
+fn apply_rotary(x: &Array, cos: &Array, sin: &Array) -> Result<Array, ModelError> {
+    let halves = x.split_equal(2, -1)?;
+    let rotated = ops::concatenate(&[ops::negative(&halves[1])?, halves[0].clone()], -1)?;
+    Ok(ops::add(
+        ops::multiply(x, cos)?,
+        ops::multiply(&rotated, sin)?,
+    )?)
+}

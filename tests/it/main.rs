@@ -4,6 +4,7 @@
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
 mod config;
 mod mlx_smoke;
+mod model_parity;
 
 use std::sync::{Mutex, MutexGuard};
 

@@ -1,0 +1,74 @@
+//! Linear layers, dense or quantized with MLX's affine group quantization.
+use mlx_rs::{ops, Array};
+
+use super::ModelError;
+
+/// How the decoder's linear layers are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantSpec {
+    None,
+    Bits { bits: i32, group_size: i32 },
+}
+
+pub enum Linear {
+    Dense {
+        /// `[in, out]`: transposed once at load so forward is a plain matmul.
+        weight_t: Array,
+        bias: Option<Array>,
+    },
+    Quantized {
+        weight: Array,
+        scales: Array,
+        biases: Array,
+        bias: Option<Array>,
+        group_size: i32,
+        bits: i32,
+    },
+}
+
+impl Linear {
+    /// `weight` is `[out, in]` as in PyTorch checkpoints.
+    pub fn new(weight: Array, bias: Option<Array>, quant: QuantSpec) -> Result<Self, ModelError> {
+        let in_features = weight.shape()[1];
+        match quant {
+            // MLX packs whole groups along the input axis; layers whose input
+            // size is not a multiple of the group size stay dense.
+            QuantSpec::Bits { bits, group_size } if in_features % group_size == 0 => {
+                let (weight, scales, biases) = ops::quantize(&weight, group_size, bits)?;
+                Ok(Linear::Quantized {
+                    weight,
+                    scales,
+                    biases,
+                    bias,
+                    group_size,
+                    bits,
+                })
+            }
+            _ => Ok(Linear::Dense {
+                weight_t: weight.t(),
+                bias,
+            }),
+        }
+    }
+
+    pub fn forward(&self, x: &Array) -> Result<Array, ModelError> {
+        let (y, bias) = match self {
+            Linear::Dense { weight_t, bias } => (ops::matmul(x, weight_t)?, bias),
+            Linear::Quantized {
+                weight,
+                scales,
+                biases,
+                bias,
+                group_size,
+                bits,
+            } => (
+                ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?,
+                bias,
+            ),
+        };
+        Ok(match bias {
+            Some(b) => ops::add(&y, b)?,
+            None => y,
+        })
+    }
+}

@@ -1,0 +1,146 @@
+//! Qwen2 text decoder as used by Qwen2-VL: GQA attention with q/k/v bias,
+//! M-RoPE, SwiGLU MLP, RMSNorm (pre-norm). Only the final hidden state of the
+//! last token is produced: `lm_head` is never computed.
+//! Reference: transformers `models/qwen2_vl/modeling_qwen2_vl.py` (`Qwen2VLTextModel`).
+use mlx_rs::{fast, ops, Array, Dtype};
+
+use super::{
+    config::TextConfig,
+    linear::{Linear, QuantSpec},
+    weights::Weights,
+    ModelError,
+};
+
+struct Layer {
+    input_norm: Array,
+    post_attn_norm: Array,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct TextDecoder {
+    cfg: TextConfig,
+    embed_tokens: Array,
+    layers: Vec<Layer>,
+    final_norm: Array,
+}
+
+/// What the decoder needs for one padded batch.
+pub struct DecoderInput<'a> {
+    /// `[batch, len]` token ids, left-padded.
+    pub ids: &'a Array,
+    /// Token embeddings for image positions, in order of appearance over the
+    /// whole batch, `[n_image_tokens, hidden]`; `None` for text-only batches.
+    pub image_embeds: Option<&'a Array>,
+    /// Flat (row-major over `[batch, len]`) indices of the image positions.
+    pub image_positions: &'a [i32],
+    /// M-RoPE tables `[batch, 1, len, head_dim]`.
+    pub cos: &'a Array,
+    pub sin: &'a Array,
+    /// Additive attention mask `[batch, 1, len, len]`; `None` = plain causal.
+    pub mask: Option<&'a Array>,
+}
+
+impl TextDecoder {
+    pub fn load(cfg: &TextConfig, w: &mut Weights, quant: QuantSpec) -> Result<Self, ModelError> {
+        let lin = |w: &mut Weights, name: String, bias: bool| {
+            let b = bias.then(|| w.take(&format!("{name}.bias")));
+            Linear::new(w.take(&format!("{name}.weight")), b, quant)
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                q: lin(w, format!("{p}.self_attn.q_proj"), true)?,
+                k: lin(w, format!("{p}.self_attn.k_proj"), true)?,
+                v: lin(w, format!("{p}.self_attn.v_proj"), true)?,
+                o: lin(w, format!("{p}.self_attn.o_proj"), false)?,
+                gate: lin(w, format!("{p}.mlp.gate_proj"), false)?,
+                up: lin(w, format!("{p}.mlp.up_proj"), false)?,
+                down: lin(w, format!("{p}.mlp.down_proj"), false)?,
+                input_norm: w.take(&format!("{p}.input_layernorm.weight")),
+                post_attn_norm: w.take(&format!("{p}.post_attention_layernorm.weight")),
+            });
+        }
+        Ok(TextDecoder {
+            cfg: cfg.clone(),
+            embed_tokens: w.take("model.embed_tokens.weight"),
+            layers,
+            final_norm: w.take("model.norm.weight"),
+        })
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.embed_tokens.dtype()
+    }
+
+    /// Final-normed hidden state of each row's last token, `[batch, hidden]`.
+    pub fn last_hidden(&self, input: &DecoderInput) -> Result<Array, ModelError> {
+        let cfg = &self.cfg;
+        let (b, l) = (input.ids.shape()[0], input.ids.shape()[1]);
+        let hidden = cfg.hidden_size as i32;
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads as i32,
+            cfg.num_key_value_heads as i32,
+            cfg.head_dim() as i32,
+        );
+        let flat_ids = input.ids.reshape(&[b * l])?;
+        let mut h = self.embed_tokens.take_axis(&flat_ids, 0)?;
+        if let Some(image_embeds) = input.image_embeds {
+            // Scatter: gather from [text rows; image rows] with image positions
+            // pointing past the text rows.
+            let mut index: Vec<i32> = (0..b * l).collect();
+            for (k, &pos) in input.image_positions.iter().enumerate() {
+                index[pos as usize] = b * l + k as i32;
+            }
+            let both = ops::concatenate(&[&h, &image_embeds.as_dtype(h.dtype())?], 0)?;
+            h = both.take_axis(Array::from_slice(&index, &[b * l]), 0)?;
+        }
+        let mut h = h.reshape(&[b, l, hidden])?;
+        let dtype = h.dtype();
+        let cos = input.cos.as_dtype(dtype)?;
+        let sin = input.sin.as_dtype(dtype)?;
+        let scale = 1.0 / (hd as f32).sqrt();
+
+        for layer in &self.layers {
+            let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
+            let heads = |a: Array, n: i32| a.reshape(&[b, l, n, hd])?.transpose_axes(&[0, 2, 1, 3]);
+            let q = heads(layer.q.forward(&x)?, nh)?;
+            let k = heads(layer.k.forward(&x)?, nkv)?;
+            let v = heads(layer.v.forward(&x)?, nkv)?;
+            let q = super::apply_rotary(&q, &cos, &sin)?;
+            let k = super::apply_rotary(&k, &cos, &sin)?;
+            let o = match input.mask {
+                Some(mask) => fast::scaled_dot_product_attention(&q, &k, &v, scale, mask, None)?,
+                None => fast::scaled_dot_product_attention(
+                    &q,
+                    &k,
+                    &v,
+                    scale,
+                    fast::ScaledDotProductAttentionMask::Causal,
+                    None,
+                )?,
+            };
+            let o = o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, nh * hd])?;
+            h = ops::add(&h, layer.o.forward(&o)?)?;
+
+            let x = fast::rms_norm(&h, Some(&layer.post_attn_norm), cfg.rms_norm_eps)?;
+            let gated = ops::multiply(
+                mlx_rs::nn::silu(layer.gate.forward(&x)?)?,
+                layer.up.forward(&x)?,
+            )?;
+            h = ops::add(&h, layer.down.forward(&gated)?)?;
+        }
+        let last = h.take_axis(Array::from_int(l - 1), 1)?; // [b, hidden]
+        Ok(fast::rms_norm(
+            &last,
+            Some(&self.final_norm),
+            cfg.rms_norm_eps,
+        )?)
+    }
+}

@@ -1,0 +1,160 @@
+//! Qwen2-VL vision tower: patch embedding, ViT blocks with 2-D rotary
+//! attention, and the PatchMerger that turns each 2×2 window of patches into
+//! one token of the language model's width.
+//! Reference: transformers `models/qwen2_vl/modeling_qwen2_vl.py`
+//! (`Qwen2VisionTransformerPretrainedModel`).
+use mlx_rs::{fast, ops, Array, Dtype};
+
+use super::{
+    config::VisionConfig,
+    linear::{Linear, QuantSpec},
+    rope, ModelError,
+};
+
+const LN_EPS: f32 = 1e-6;
+
+struct LayerNorm {
+    weight: Array,
+    bias: Array,
+}
+
+impl LayerNorm {
+    fn load(w: &mut super::weights::Weights, prefix: &str) -> Self {
+        LayerNorm {
+            weight: w.take(&format!("{prefix}.weight")),
+            bias: w.take(&format!("{prefix}.bias")),
+        }
+    }
+    fn forward(&self, x: &Array) -> Result<Array, ModelError> {
+        Ok(fast::layer_norm(x, &self.weight, &self.bias, LN_EPS)?)
+    }
+}
+
+struct Block {
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    qkv: Linear,
+    proj: Linear,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+pub struct VisionTower {
+    cfg: VisionConfig,
+    dtype: Dtype,
+    /// Conv3d with stride = kernel is a linear map over the flattened patch: `[1176, embed_dim]`.
+    patch_embed_t: Array,
+    blocks: Vec<Block>,
+    merger_ln: LayerNorm,
+    merger_fc1: Linear,
+    merger_fc2: Linear,
+}
+
+fn linear(w: &mut super::weights::Weights, prefix: &str) -> Result<Linear, ModelError> {
+    // The vision tower is small next to the decoder; it always stays dense.
+    Linear::new(
+        w.take(&format!("{prefix}.weight")),
+        Some(w.take(&format!("{prefix}.bias"))),
+        QuantSpec::None,
+    )
+}
+
+impl VisionTower {
+    pub fn load(
+        cfg: &VisionConfig,
+        w: &mut super::weights::Weights,
+        dtype: Dtype,
+    ) -> Result<Self, ModelError> {
+        let conv = w.take("visual.patch_embed.proj.weight");
+        let patch_embed_t = conv
+            .reshape(&[cfg.embed_dim as i32, cfg.patch_dim() as i32])?
+            .t();
+        let mut blocks = Vec::with_capacity(cfg.depth);
+        for i in 0..cfg.depth {
+            let p = format!("visual.blocks.{i}");
+            blocks.push(Block {
+                norm1: LayerNorm::load(w, &format!("{p}.norm1")),
+                norm2: LayerNorm::load(w, &format!("{p}.norm2")),
+                qkv: linear(w, &format!("{p}.attn.qkv"))?,
+                proj: linear(w, &format!("{p}.attn.proj"))?,
+                fc1: linear(w, &format!("{p}.mlp.fc1"))?,
+                fc2: linear(w, &format!("{p}.mlp.fc2"))?,
+            });
+        }
+        Ok(VisionTower {
+            cfg: cfg.clone(),
+            dtype,
+            patch_embed_t,
+            blocks,
+            merger_ln: LayerNorm::load(w, "visual.merger.ln_q"),
+            merger_fc1: linear(w, "visual.merger.mlp.0")?,
+            merger_fc2: linear(w, "visual.merger.mlp.2")?,
+        })
+    }
+
+    /// One image's patches `[t·h·w, 1176]` (merge-window order) → its tokens
+    /// `[t·h·w / merge², hidden]`. Images are encoded one at a time, which is
+    /// the block-diagonal attention of the reference.
+    pub fn forward(&self, pixel_values: &[f32], grid: [u32; 3]) -> Result<Array, ModelError> {
+        let cfg = &self.cfg;
+        let n = (grid[0] * grid[1] * grid[2]) as i32;
+        let (heads, hd) = (cfg.num_heads as i32, cfg.head_dim() as i32);
+        let x =
+            Array::from_slice(pixel_values, &[n, cfg.patch_dim() as i32]).as_dtype(self.dtype)?;
+        let mut x = ops::matmul(&x, &self.patch_embed_t)?;
+
+        let merge = cfg.spatial_merge_size as u32;
+        let (cos, sin) = rope::vision_tables(grid, merge, cfg.head_dim());
+        let cos = Array::from_slice(&cos, &[n, 1, hd]);
+        let sin = Array::from_slice(&sin, &[n, 1, hd]);
+        let scale = 1.0 / (hd as f32).sqrt();
+
+        for b in &self.blocks {
+            let y = b.norm1.forward(&x)?;
+            let qkv = b.qkv.forward(&y)?.reshape(&[n, 3, heads, hd])?;
+            let parts = qkv.split_equal(3, 1)?;
+            let q = rotate(&parts[0].reshape(&[n, heads, hd])?, &cos, &sin, self.dtype)?;
+            let k = rotate(&parts[1].reshape(&[n, heads, hd])?, &cos, &sin, self.dtype)?;
+            let v = parts[2].reshape(&[n, heads, hd])?;
+            // [n, heads, hd] → [1, heads, n, hd]; bidirectional within the image.
+            let to_bhld = |a: &Array| a.transpose_axes(&[1, 0, 2])?.expand_dims(0);
+            let o = fast::scaled_dot_product_attention(
+                to_bhld(&q)?,
+                to_bhld(&k)?,
+                to_bhld(&v)?,
+                scale,
+                None,
+                None,
+            )?;
+            let o = o
+                .squeeze_axes(&[0])?
+                .transpose_axes(&[1, 0, 2])?
+                .reshape(&[n, cfg.embed_dim as i32])?;
+            x = ops::add(&x, b.proj.forward(&o)?)?;
+
+            let y = b.norm2.forward(&x)?;
+            let y = quick_gelu(&b.fc1.forward(&y)?)?;
+            x = ops::add(&x, b.fc2.forward(&y)?)?;
+        }
+
+        let window = (cfg.spatial_merge_size * cfg.spatial_merge_size) as i32;
+        let y = self
+            .merger_ln
+            .forward(&x)?
+            .reshape(&[n / window, cfg.embed_dim as i32 * window])?;
+        let y = mlx_rs::nn::gelu(self.merger_fc1.forward(&y)?)?;
+        self.merger_fc2.forward(&y)
+    }
+}
+
+/// Vision RoPE is applied in f32 whatever the compute dtype, as the reference does.
+fn rotate(x: &Array, cos: &Array, sin: &Array, dtype: Dtype) -> Result<Array, ModelError> {
+    let y = super::apply_rotary(&x.as_dtype(Dtype::Float32)?, cos, sin)?;
+    Ok(y.as_dtype(dtype)?)
+}
+
+/// `x · sigmoid(1.702 x)` (CLIP's quick GELU).
+fn quick_gelu(x: &Array) -> Result<Array, ModelError> {
+    let s = ops::sigmoid(ops::multiply(x, super::scalar(1.702, x.dtype())?)?)?;
+    Ok(ops::multiply(x, &s)?)
+}
