@@ -5,4 +5,5 @@
 //! importing mlx-rs); `cli` on top.
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod model;

@@ -29,3 +29,15 @@ pub extern "C" fn mach_approximate_time() -> u64 {
 /// Which BLAS/LAPACK the MLX CPU backend was linked against at build time:
 /// a directory (e.g. Debian's OpenBLAS) or `bundled` (the wheel's reference BLAS).
 pub const BLAS: &str = env!("MLX_SYS_BLAS");
+
+/// Number of GPUs MLX can use (Metal or CUDA); 0 on a CPU-only build.
+pub fn gpu_count() -> i32 {
+    let mut count: std::os::raw::c_int = 0;
+    // SAFETY: mlx_device_count writes one int through the pointer we own.
+    let status = unsafe { mlx_device_count(&mut count, mlx_device_type__MLX_GPU) };
+    if status == 0 {
+        count
+    } else {
+        0
+    }
+}

@@ -1,11 +1,12 @@
 //! Command-line interface (clap derive). Doc comments are the help text.
 mod config_cmd;
+mod embed_cmd;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{ConfigInputs, Layer, LogLevel, Source};
+use crate::config::{ConfigInputs, ConfigSources, Layer, LogLevel, Source};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,6 +68,8 @@ pub enum Command {
     /// Inspect the effective configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Embed text and/or images with the model and print the vectors.
+    Embed(embed_cmd::EmbedArgs),
 }
 
 impl GlobalArgs {
@@ -101,14 +104,45 @@ impl GlobalArgs {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let loaded = crate::config::load(&cli.global.config_inputs())?;
+    let mut inputs = cli.global.config_inputs();
+    if let Command::Embed(args) = &cli.command {
+        args.config_flags(&mut inputs.flags);
+    }
+    let loaded = crate::config::load(&inputs)?;
     init_logging(loaded.config.monitoring.log_level);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
     match cli.command {
         Command::Config(cmd) => config_cmd::run(cmd, &loaded),
+        Command::Embed(args) => embed_cmd::run(args, &loaded),
     }
+}
+
+/// Resolves the configured model (local directory or hub download) and
+/// starts the engine on it.
+pub fn start_engine(loaded: &ConfigSources) -> anyhow::Result<crate::engine::Engine> {
+    let config = &loaded.config;
+    let dir =
+        crate::model::hub::resolve_model(&config.model.name, config.model.cache_dir.as_deref())?;
+    let engine_config = crate::engine::engine_config(config, dir, config.model.name.clone());
+    Ok(crate::engine::Engine::start(engine_config)?)
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} [{elapsed_precise}, {per_sec}, eta {eta}]",
+        )
+        .expect("valid template"),
+    );
+    bar.set_message(what.to_owned());
+    if len < 2 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
 }
 
 fn init_logging(level: LogLevel) {

@@ -80,7 +80,7 @@ pub fn detect_profile(total_bytes: u64) -> &'static str {
 }
 
 /// Physical memory of this machine, if it can be read.
-fn total_memory_bytes() -> Option<u64> {
+pub fn total_memory_bytes() -> Option<u64> {
     if cfg!(target_os = "macos") {
         let out = std::process::Command::new("sysctl")
             .args(["-n", "hw.memsize"])

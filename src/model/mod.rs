@@ -6,6 +6,7 @@
 //! `<|endoftext|>`) of the Ops-MM prompt, L2-normalised; batches are
 //! left-padded. See `tests/fixtures/qwen2vl-tiny/README.md` for the recipe.
 pub mod config;
+pub mod hub;
 mod linear;
 pub mod preprocess;
 mod qwen2;
@@ -15,7 +16,10 @@ mod tokenizer;
 mod vision;
 pub mod weights;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use mlx_rs::{ops, Array, Dtype};
 
@@ -134,9 +138,45 @@ impl PreparedInput {
     }
 }
 
+/// Turns inputs into token ids. Cheap to share (`Arc`), `Send + Sync`, and
+/// free of MLX, so callers prepare inputs on their own threads and only the
+/// forward pass runs on the model thread.
+pub struct Preparer {
+    tokenizer: PromptTokenizer,
+    /// Tokens per image = patches / merge_window.
+    merge_window: u32,
+    max_len: usize,
+}
+
+impl Preparer {
+    /// Tokenizes one input: images first, then text, in the Ops-MM prompt.
+    pub fn prepare(
+        &self,
+        instruction: &str,
+        text: &str,
+        images: Vec<ImageInput>,
+    ) -> Result<PreparedInput, ModelError> {
+        for special in ["<|image_pad|>", "<|video_pad|>"] {
+            if text.contains(special) || instruction.contains(special) {
+                return Err(ModelError::BadInput(format!(
+                    "text must not contain the model's special token {special}"
+                )));
+            }
+        }
+        let image_tokens: Vec<usize> = images
+            .iter()
+            .map(|i| (i.grid_thw.iter().product::<u32>() / self.merge_window) as usize)
+            .collect();
+        let ids = self
+            .tokenizer
+            .encode(instruction, text, &image_tokens, self.max_len)?;
+        Ok(PreparedInput { ids, images })
+    }
+}
+
 pub struct Embedder {
     config: Qwen2VlConfig,
-    tokenizer: PromptTokenizer,
+    preparer: Arc<Preparer>,
     vision: VisionTower,
     decoder: TextDecoder,
     options: LoadOptions,
@@ -155,9 +195,14 @@ impl Embedder {
         let mut weights = weights::Weights::load(dir, &config, options.compute.dtype())?;
         let vision = VisionTower::load(&config.vision, &mut weights, options.compute.dtype())?;
         let decoder = TextDecoder::load(&config.text, &mut weights, options.quant)?;
+        let preparer = Arc::new(Preparer {
+            tokenizer,
+            merge_window: config.vision.spatial_merge_size.pow(2) as u32,
+            max_len: options.max_len,
+        });
         Ok(Embedder {
             config,
-            tokenizer,
+            preparer,
             vision,
             decoder,
             options,
@@ -177,29 +222,19 @@ impl Embedder {
         &self.options
     }
 
-    /// Tokenizes one input: images first, then text, in the Ops-MM prompt.
+    /// The input preparer (tokenizer) of this model, shareable across threads.
+    pub fn preparer(&self) -> Arc<Preparer> {
+        Arc::clone(&self.preparer)
+    }
+
+    /// Shorthand for `self.preparer().prepare(..)`.
     pub fn prepare(
         &self,
         instruction: &str,
         text: &str,
         images: Vec<ImageInput>,
     ) -> Result<PreparedInput, ModelError> {
-        for special in ["<|image_pad|>", "<|video_pad|>"] {
-            if text.contains(special) || instruction.contains(special) {
-                return Err(ModelError::BadInput(format!(
-                    "text must not contain the model's special token {special}"
-                )));
-            }
-        }
-        let merge = (self.config.vision.spatial_merge_size.pow(2)) as u32;
-        let image_tokens: Vec<usize> = images
-            .iter()
-            .map(|i| (i.grid_thw.iter().product::<u32>() / merge) as usize)
-            .collect();
-        let ids = self
-            .tokenizer
-            .encode(instruction, text, &image_tokens, self.options.max_len)?;
-        Ok(PreparedInput { ids, images })
+        self.preparer.prepare(instruction, text, images)
     }
 
     /// L2-normalised embeddings, one per input, computed as one padded batch.

@@ -3,7 +3,9 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use serde_json::Value;
-use tkr_embed::model::{ComputeType, Embedder, LoadOptions, PreparedInput};
+use tkr_embed::model::{
+    preprocess, ComputeType, Embedder, ImageInput, LoadOptions, PreparedInput, QuantSpec,
+};
 
 use crate::mlx_lock;
 
@@ -61,15 +63,40 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Rows of a case as prepared inputs (texts and images of each row).
+/// An original fixture image through our own decode + resize + patchify.
+pub fn image_input(name: &str) -> ImageInput {
+    let bytes = std::fs::read(fixture_dir().join(format!("images/{name}.png"))).unwrap();
+    let rgb = preprocess::decode_image(&bytes, u64::MAX).unwrap();
+    preprocess::preprocess_image(&rgb, 200_704, 1_003_520).unwrap()
+}
+
+/// Rows of a case as prepared inputs. Single-row cases list all their
+/// images for that row; batch cases have one image per row.
 fn prepare_case(e: &Embedder, c: &Value) -> Vec<PreparedInput> {
     let instruction = c["instruction"].as_str().unwrap();
     let rows = c["input_ids"].as_array().unwrap().len();
+    let images: Vec<&str> = c["images"].as_array().map_or(Vec::new(), |a| {
+        a.iter().map(|v| v.as_str().unwrap()).collect()
+    });
     (0..rows)
         .map(|r| {
             let text = c["texts"].as_array().map_or("", |t| t[r].as_str().unwrap());
-            e.prepare(instruction, text, Vec::new()).unwrap()
+            let row_images: Vec<ImageInput> = if rows == 1 {
+                images.iter().map(|n| image_input(n)).collect()
+            } else {
+                images.get(r).map(|n| image_input(n)).into_iter().collect()
+            };
+            e.prepare(instruction, text, row_images).unwrap()
         })
+        .collect()
+}
+
+fn all_cases() -> Vec<&'static str> {
+    reference()["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
         .collect()
 }
 
@@ -105,15 +132,41 @@ fn real_ids(c: &Value) -> Vec<Vec<u32>> {
 }
 
 #[test]
-fn text_token_ids_match_reference() {
+fn token_ids_grids_and_shapes_match_reference() {
     let _mlx = mlx_lock();
     let e = load(ComputeType::Float32);
-    for id in TEXT_CASES {
+    for id in all_cases() {
         let c = case(id);
         let prepared = prepare_case(&e, c);
         let want = real_ids(c);
+        assert_eq!(prepared.len(), want.len(), "{id}: rows");
         for (p, w) in prepared.iter().zip(&want) {
-            assert_eq!(&p.ids, w, "{id}");
+            assert_eq!(&p.ids, w, "{id}: input_ids");
+        }
+        let images: Vec<&ImageInput> = prepared.iter().flat_map(|p| &p.images).collect();
+        if let Some(grids) = c["image_grid_thw"].as_array() {
+            let got: Vec<Value> = images
+                .iter()
+                .map(|i| serde_json::json!(i.grid_thw))
+                .collect();
+            assert_eq!(&got, grids, "{id}: image_grid_thw");
+            let got: Vec<Value> = images
+                .iter()
+                .map(|i| serde_json::json!([i.resized_wh.0, i.resized_wh.1]))
+                .collect();
+            assert_eq!(
+                &got,
+                c["resized_image_sizes_wh"].as_array().unwrap(),
+                "{id}: resized"
+            );
+            let rows: usize = images.iter().map(|i| i.pixel_values.len() / 1176).sum();
+            assert_eq!(
+                serde_json::json!([rows, 1176]),
+                c["pixel_values_shape"],
+                "{id}: pixel_values_shape"
+            );
+        } else {
+            assert!(images.is_empty(), "{id}");
         }
     }
 }
@@ -151,7 +204,92 @@ fn text_embeddings_f32_match_reference() {
 }
 
 #[test]
-fn text_embeddings_bf16_match_reference() {
+fn image_and_fused_embeddings_f32_match_reference() {
     let _mlx = mlx_lock();
-    check_embeddings(ComputeType::Bfloat16, TEXT_CASES);
+    let cases: Vec<&str> = all_cases()
+        .into_iter()
+        .filter(|id| !TEXT_CASES.contains(id))
+        .collect();
+    assert_eq!(cases.len(), 7);
+    check_embeddings(ComputeType::Float32, &cases);
+}
+
+#[test]
+fn all_embeddings_bf16_match_reference() {
+    let _mlx = mlx_lock();
+    check_embeddings(ComputeType::Bfloat16, &all_cases());
+}
+
+#[test]
+fn batch_rows_equal_single_inputs() {
+    let _mlx = mlx_lock();
+    let e = load(ComputeType::Float32);
+    for (batch, singles) in [
+        (
+            "batch_texts",
+            &[
+                "batch_texts_single_0",
+                "batch_texts_single_1",
+                "batch_texts_single_2",
+            ][..],
+        ),
+        ("batch_fused", &["fused_1", "fused_2"][..]),
+    ] {
+        let rows = e.embed_batch(&prepare_case(&e, case(batch))).unwrap();
+        for (row, single) in rows.iter().zip(singles) {
+            let alone = e.embed_batch(&prepare_case(&e, case(single))).unwrap();
+            let diff = max_abs_diff(row, &alone[0]);
+            eprintln!("{batch} vs {single}: max|d| {diff:.2e}");
+            assert!(diff <= 1e-5, "{batch} vs {single}: {diff}");
+        }
+    }
+    // A mixed batch (text-only rows beside image rows, different lengths).
+    let mut mixed = prepare_case(&e, case("text_long"));
+    mixed.extend(prepare_case(&e, case("img_tiny_20x30")));
+    mixed.extend(prepare_case(&e, case("text_empty")));
+    let rows = e.embed_batch(&mixed).unwrap();
+    for (row, input) in rows.iter().zip(&mixed) {
+        let alone = e.embed_batch(std::slice::from_ref(input)).unwrap();
+        assert!(max_abs_diff(row, &alone[0]) <= 1e-5);
+    }
+}
+
+#[test]
+fn quantized_models_stay_close_to_float32() {
+    let _mlx = mlx_lock();
+    let exact = load(ComputeType::Float32);
+    for (bits, floor) in [(8, 0.999), (4, 0.95)] {
+        let q = Embedder::load(
+            &fixture_dir().join("model"),
+            LoadOptions {
+                quant: QuantSpec::Bits {
+                    bits,
+                    group_size: 64,
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut worst = 1.0f64;
+        let mut sum = 0.0;
+        let mut rows = 0;
+        let ids = all_cases();
+        for id in &ids {
+            let c = case(id);
+            let a = exact.embed_batch(&prepare_case(&exact, c)).unwrap();
+            let b = q.embed_batch(&prepare_case(&q, c)).unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                let cos = cosine(x, y);
+                worst = worst.min(cos);
+                sum += cos;
+                rows += 1;
+            }
+        }
+        eprintln!(
+            "q{bits}: min cosine to f32 {worst:.6}, mean {:.6}",
+            sum / rows as f64
+        );
+        assert!(worst >= floor, "q{bits}: min cosine {worst}");
+        assert!(worst < 1.0, "q{bits}: quantization had no effect");
+    }
 }

@@ -1,0 +1,336 @@
+//! The embedding engine: one OS thread owns the MLX model (MLX is not
+//! thread-safe); requests arrive on a bounded queue and are answered on
+//! one-shot channels. Callers decode images and tokenize on their own
+//! threads; the model thread groups waiting requests into batches up to a
+//! size and a token budget. A full queue is an [`EngineError::Overloaded`]
+//! (HTTP 503 upstream), never a hang. Results are cached by content.
+mod cache;
+mod worker;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc, Arc, Mutex,
+    },
+};
+
+use image::RgbImage;
+use tokio::sync::oneshot;
+
+use crate::model::{
+    preprocess, ComputeType, LoadOptions, ModelError, PreparedInput, Preparer, QuantSpec,
+};
+use cache::{CacheKey, EmbeddingCache};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the embedding queue is full ({0} requests waiting); retry later")]
+    Overloaded(usize),
+    #[error("the embedding engine has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl EngineError {
+    /// Whether the caller's input is at fault.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, EngineError::Model(e) if e.is_bad_input())
+    }
+}
+
+/// An image given to the engine: encoded file bytes, or decoded pixels
+/// (e.g. a video frame).
+#[derive(Clone)]
+pub enum ImageData {
+    Encoded(Arc<Vec<u8>>),
+    Decoded(Arc<RgbImage>),
+}
+
+/// One thing to embed: text and/or images (images come first in the prompt).
+#[derive(Clone, Default)]
+pub struct EmbedRequest {
+    pub text: String,
+    pub images: Vec<ImageData>,
+    /// System-turn instruction; `None` = the engine's default.
+    pub instruction: Option<String>,
+}
+
+impl EmbedRequest {
+    pub fn text(text: impl Into<String>) -> Self {
+        EmbedRequest {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+    pub fn image(bytes: Vec<u8>) -> Self {
+        EmbedRequest {
+            images: vec![ImageData::Encoded(Arc::new(bytes))],
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Local model directory (see `model::hub::resolve_model`).
+    pub model_dir: PathBuf,
+    /// Identifies the model in caches and databases (repo id or directory).
+    pub model_id: String,
+    /// Compute on the GPU (Metal / CUDA) rather than the CPU.
+    pub gpu: bool,
+    pub load: LoadOptions,
+    pub instruction: String,
+    pub image_min_pixels: u64,
+    pub image_max_pixels: u64,
+    /// Decoded-size limit checked before decoding (decompression bombs).
+    pub max_decode_pixels: u64,
+    pub max_batch_size: usize,
+    /// Most tokens (decoder tokens + vision patches) in one batch.
+    pub max_batch_tokens: usize,
+    pub queue_capacity: usize,
+    pub cache_size: usize,
+}
+
+/// What the engine runs, for `/info` and database compatibility checks.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineInfo {
+    pub model_id: String,
+    pub dim: usize,
+    pub dtype: String,
+    pub quantization: String,
+    pub device: String,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub requests: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub batches: AtomicU64,
+    pub batched_inputs: AtomicU64,
+    pub max_batch: AtomicU64,
+    pub queue_depth: AtomicU64,
+}
+
+struct Job {
+    input: PreparedInput,
+    reply: oneshot::Sender<Result<Vec<f32>, ModelError>>,
+}
+
+pub struct Engine {
+    queue: mpsc::SyncSender<Job>,
+    preparer: Arc<Preparer>,
+    info: EngineInfo,
+    config: EngineConfig,
+    cache: Mutex<EmbeddingCache>,
+    stats: Arc<EngineStats>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A submitted request; wait for it blocking or with `.await`.
+pub enum Pending {
+    Ready(Result<Vec<f32>, EngineError>),
+    Waiting {
+        rx: oneshot::Receiver<Result<Vec<f32>, ModelError>>,
+        key: CacheKey,
+    },
+}
+
+impl Engine {
+    /// Starts the model thread, which loads the model; returns once it is ready.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let stats = Arc::new(EngineStats::default());
+        let (queue, jobs) = mpsc::sync_channel::<Job>(config.queue_capacity);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let worker = worker::spawn(config.clone(), jobs, ready_tx, Arc::clone(&stats));
+        let (preparer, info) = ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+        Ok(Engine {
+            queue,
+            preparer,
+            info,
+            cache: Mutex::new(EmbeddingCache::new(config.cache_size)),
+            config,
+            stats,
+            worker: Some(worker),
+        })
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Decodes, tokenizes and queues one request (on the caller's thread).
+    pub fn submit(&self, request: EmbedRequest) -> Pending {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let instruction = request
+            .instruction
+            .clone()
+            .unwrap_or_else(|| self.config.instruction.clone());
+        let key = CacheKey::new(&self.info, &instruction, &request);
+        if let Some(hit) = self.cache.lock().unwrap().get(&key) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Pending::Ready(Ok(hit));
+        }
+        let prepared = self.prepare(&instruction, request);
+        let input = match prepared {
+            Ok(input) => input,
+            Err(e) => return Pending::Ready(Err(e.into())),
+        };
+        let (reply, rx) = oneshot::channel();
+        match self.queue.try_send(Job { input, reply }) {
+            Ok(()) => {
+                self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+                Pending::Waiting { rx, key }
+            }
+            Err(mpsc::TrySendError::Full(_)) => {
+                Pending::Ready(Err(EngineError::Overloaded(self.config.queue_capacity)))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => Pending::Ready(Err(EngineError::Stopped)),
+        }
+    }
+
+    fn prepare(
+        &self,
+        instruction: &str,
+        request: EmbedRequest,
+    ) -> Result<PreparedInput, ModelError> {
+        let mut images = Vec::with_capacity(request.images.len());
+        for image in &request.images {
+            let decoded;
+            let rgb = match image {
+                ImageData::Encoded(bytes) => {
+                    decoded = preprocess::decode_image(bytes, self.config.max_decode_pixels)?;
+                    &decoded
+                }
+                ImageData::Decoded(img) => img.as_ref(),
+            };
+            images.push(preprocess::preprocess_image(
+                rgb,
+                self.config.image_min_pixels,
+                self.config.image_max_pixels,
+            )?);
+        }
+        self.preparer.prepare(instruction, &request.text, images)
+    }
+
+    /// Blocking: embeds one request.
+    pub fn embed(&self, request: EmbedRequest) -> Result<Vec<f32>, EngineError> {
+        self.wait(self.submit(request))
+    }
+
+    /// Blocking: embeds many requests, queued together so they are batched;
+    /// results in input order.
+    pub fn embed_many(&self, requests: Vec<EmbedRequest>) -> Vec<Result<Vec<f32>, EngineError>> {
+        let pending: Vec<Pending> = requests.into_iter().map(|r| self.submit(r)).collect();
+        pending.into_iter().map(|p| self.wait(p)).collect()
+    }
+
+    /// Blocks until a submitted request is done.
+    pub fn wait(&self, pending: Pending) -> Result<Vec<f32>, EngineError> {
+        match pending {
+            Pending::Ready(r) => r,
+            Pending::Waiting { rx, key } => self.finish(key, rx.blocking_recv()),
+        }
+    }
+
+    /// Awaits a submitted request (for async callers).
+    pub async fn wait_async(&self, pending: Pending) -> Result<Vec<f32>, EngineError> {
+        match pending {
+            Pending::Ready(r) => r,
+            Pending::Waiting { rx, key } => self.finish(key, rx.await),
+        }
+    }
+
+    fn finish(
+        &self,
+        key: CacheKey,
+        received: Result<Result<Vec<f32>, ModelError>, oneshot::error::RecvError>,
+    ) -> Result<Vec<f32>, EngineError> {
+        let embedding = received.map_err(|_| EngineError::Stopped)??;
+        self.cache.lock().unwrap().put(key, embedding.clone());
+        Ok(embedding)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the queue ends the worker loop after the jobs in hand.
+        let (closed, _) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.queue, closed));
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Engine settings from the validated configuration, for a resolved model directory.
+pub fn engine_config(
+    config: &crate::config::Config,
+    model_dir: PathBuf,
+    model_id: String,
+) -> EngineConfig {
+    use crate::config::{ComputeDtype, Quantization};
+    let gpu = crate::model::runtime::gpu_selected(config.model.device);
+    let compute = match config.model.dtype {
+        ComputeDtype::Float32 => ComputeType::Float32,
+        ComputeDtype::Bfloat16 => ComputeType::Bfloat16,
+        // bf16 kernels are slow on CPU: float32 there.
+        ComputeDtype::Auto if gpu => ComputeType::Bfloat16,
+        ComputeDtype::Auto => ComputeType::Float32,
+    };
+    let group_size = config.model.group_size;
+    let quant = match config.model.quantization {
+        Quantization::None => QuantSpec::None,
+        Quantization::Q8 => QuantSpec::Bits {
+            bits: 8,
+            group_size,
+        },
+        Quantization::Q4 => QuantSpec::Bits {
+            bits: 4,
+            group_size,
+        },
+        // Quantized kernels are slow on CPU; on a GPU follow the memory profile table.
+        Quantization::Auto if !gpu => QuantSpec::None,
+        Quantization::Auto => match crate::config::detect_profile(
+            crate::config::total_memory_bytes().unwrap_or(u64::MAX),
+        ) {
+            "m1_16gb" => QuantSpec::Bits {
+                bits: 4,
+                group_size,
+            },
+            "m1_32gb" => QuantSpec::Bits {
+                bits: 8,
+                group_size,
+            },
+            _ => QuantSpec::None,
+        },
+    };
+    EngineConfig {
+        model_dir,
+        model_id,
+        gpu,
+        load: LoadOptions {
+            compute,
+            quant,
+            max_len: config.processing.max_text_length,
+        },
+        instruction: config.model.instruction.clone(),
+        image_min_pixels: config.processing.image_min_pixels,
+        image_max_pixels: config.processing.image_max_pixels,
+        max_decode_pixels: config.server.max_image_pixels,
+        max_batch_size: config.server.max_batch_size,
+        max_batch_tokens: 16_384,
+        queue_capacity: config.server.max_queue,
+        cache_size: config.optimization.cache_size,
+    }
+}

@@ -1,0 +1,130 @@
+//! The model thread: loads the model, then forms batches from the queue and
+//! runs them until the queue closes.
+use std::{
+    sync::{atomic::Ordering, mpsc, Arc},
+    thread,
+};
+
+use super::{EngineConfig, EngineError, EngineInfo, EngineStats, Job};
+use crate::model::{runtime, Embedder, Preparer, QuantSpec};
+
+type Ready = Result<(Arc<Preparer>, EngineInfo), EngineError>;
+
+pub(super) fn spawn(
+    config: EngineConfig,
+    jobs: mpsc::Receiver<Job>,
+    ready: mpsc::Sender<Ready>,
+    stats: Arc<EngineStats>,
+) -> thread::JoinHandle<()> {
+    thread::Builder::new()
+        .name("tkr-model".into())
+        .spawn(move || {
+            let embedder = match load(&config) {
+                Ok((embedder, info)) => {
+                    let _ = ready.send(Ok((embedder.preparer(), info)));
+                    embedder
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            serve(&embedder, &jobs, &config, &stats);
+        })
+        .expect("spawn the model thread")
+}
+
+fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
+    let device = runtime::select_device(config.gpu)?;
+    let started = std::time::Instant::now();
+    let embedder = Embedder::load(&config.model_dir, config.load.clone())?;
+    let quantization = match config.load.quant {
+        QuantSpec::None => "none".to_owned(),
+        QuantSpec::Bits { bits, group_size } => format!("q{bits} (group {group_size})"),
+    };
+    let info = EngineInfo {
+        model_id: config.model_id.clone(),
+        dim: embedder.dim(),
+        dtype: config.load.compute.as_str().to_owned(),
+        quantization,
+        device,
+    };
+    tracing::info!(
+        model = %info.model_id, dim = info.dim, dtype = %info.dtype,
+        quantization = %info.quantization, device = %info.device,
+        "model loaded in {:.1}s", started.elapsed().as_secs_f64()
+    );
+    Ok((embedder, info))
+}
+
+fn serve(
+    embedder: &Embedder,
+    jobs: &mpsc::Receiver<Job>,
+    config: &EngineConfig,
+    stats: &EngineStats,
+) {
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match jobs.recv() {
+                Ok(job) => {
+                    stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    job
+                }
+                Err(_) => return, // queue closed: the engine was dropped
+            },
+        };
+        let mut batch = vec![first];
+        let mut cost = batch[0].input.cost();
+        // Take whatever else is already waiting, within the size and token budget.
+        while batch.len() < config.max_batch_size {
+            let Ok(job) = jobs.try_recv() else { break };
+            stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            if cost + job.input.cost() > config.max_batch_tokens {
+                carried = Some(job);
+                break;
+            }
+            cost += job.input.cost();
+            batch.push(job);
+        }
+        // Requests whose caller has gone away are not computed.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        run_batch(embedder, batch, stats);
+    }
+}
+
+fn run_batch(embedder: &Embedder, batch: Vec<Job>, stats: &EngineStats) {
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats
+        .batched_inputs
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stats
+        .max_batch
+        .fetch_max(batch.len() as u64, Ordering::Relaxed);
+    let inputs: Vec<_> = batch.iter().map(|j| j.input.clone()).collect();
+    match embedder.embed_batch(&inputs) {
+        Ok(embeddings) => {
+            for (job, embedding) in batch.into_iter().zip(embeddings) {
+                let _ = job.reply.send(Ok(embedding));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            let job = batch.into_iter().next().expect("one job");
+            let _ = job.reply.send(Err(e));
+        }
+        Err(e) => {
+            // One bad input must not fail its neighbours: retry one by one.
+            tracing::warn!("batch of {} failed ({e}); retrying singly", batch.len());
+            for job in batch {
+                let result = embedder
+                    .embed_batch(std::slice::from_ref(&job.input))
+                    .map(|mut v| v.remove(0));
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
