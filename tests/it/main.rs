@@ -2,8 +2,11 @@
 //!
 //! MLX is not thread-safe and `cargo test` runs tests as threads: every test
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
+mod cli;
 mod config;
+mod engine;
 mod mlx_smoke;
+mod model_loading;
 mod model_parity;
 
 use std::sync::{Mutex, MutexGuard};

@@ -41,7 +41,7 @@ pub fn load(compute: ComputeType) -> Embedder {
     .unwrap()
 }
 
-fn floats(v: &Value) -> Vec<f32> {
+pub fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
         .iter()
@@ -56,7 +56,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
