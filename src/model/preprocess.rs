@@ -39,10 +39,11 @@ pub const DEFAULT_MAX_PIXELS: u64 = 1280 * 28 * 28;
 pub const MAX_ASPECT_RATIO: f64 = 200.0;
 /// The HF processor's `rescale_factor` (1/255 as a Python float).
 pub const RESCALE_FACTOR: f64 = 0.003_921_568_627_450_98;
-/// CLIP normalisation mean (R, G, B).
-pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP normalisation standard deviation (R, G, B).
-pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// CLIP normalisation mean (R, G, B), as the Python floats of the processor config; used as
+/// `f32` (`mean as f32`, i.e. `np.array(mean, dtype=np.float32)`).
+pub const CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP normalisation standard deviation (R, G, B); used as `f32` like [`CLIP_MEAN`].
+pub const CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Everything that can go wrong while decoding or preprocessing an image.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -116,8 +117,8 @@ pub enum PreprocessError {
 ///
 /// # Errors
 /// [`PreprocessError::ZeroSize`] for a zero side, [`PreprocessError::AspectRatio`] when
-/// `max(h, w) / min(h, w) > 200`, [`PreprocessError::InvalidArgument`] for `factor == 0` or a
-/// result that does not fit `u32`.
+/// `max(h, w) / min(h, w) > 200`, [`PreprocessError::InvalidArgument`] for `factor == 0`,
+/// `max_pixels == 0` or a result that does not fit `u32`.
 pub fn smart_resize(
     height: u32,
     width: u32,
@@ -125,10 +126,11 @@ pub fn smart_resize(
     min_pixels: u64,
     max_pixels: u64,
 ) -> Result<(u32, u32), PreprocessError> {
-    if factor == 0 {
-        return Err(PreprocessError::InvalidArgument(
-            "factor must be positive".into(),
-        ));
+    if factor == 0 || max_pixels == 0 {
+        // Python raises ZeroDivisionError for either.
+        return Err(PreprocessError::InvalidArgument(format!(
+            "factor ({factor}) and max_pixels ({max_pixels}) must be positive"
+        )));
     }
     if height == 0 || width == 0 {
         return Err(PreprocessError::ZeroSize { width, height });
@@ -200,9 +202,10 @@ fn bicubic_filter(x: f64) -> f64 {
 /// Fixed-point filter windows for one axis: output sample `i` reads input samples
 /// `start[i] .. start[i] + taps` with weights `weights[i * taps ..][..taps]`.
 ///
-/// Windows are padded with zero weights to a common length `taps` (and shifted left where they
-/// would run past the end), so the inner loops have a fixed trip count. A zero weight adds
-/// nothing to Pillow's integer sums, so this does not change any result.
+/// Zero weights at the ends of Pillow's windows are trimmed, then every window is padded with
+/// zero weights to the longest length `taps` (shifted left where it would run past the end), so
+/// the inner loops have one fixed trip count. A zero weight adds nothing to Pillow's integer
+/// sums, so neither step changes any result.
 struct Coefficients {
     taps: usize,
     start: Vec<usize>,
@@ -210,29 +213,28 @@ struct Coefficients {
 }
 
 impl Coefficients {
-    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the box `(0, in_size)`.
+    /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the box `(0, in_size)`;
+    /// `in_size` and `out_size` must be positive.
     fn new(in_size: usize, out_size: usize) -> Self {
         // Pillow receives the box as C floats: (double)(in1 - in0) / outSize.
         let scale = f64::from(in_size as f32) / out_size as f64;
         let filter_scale = scale.max(1.0);
         let support = 2.0 * filter_scale;
         let ksize = support.ceil() as usize * 2 + 1;
-        let taps = ksize.min(in_size).max(1);
         let inv = 1.0 / filter_scale;
 
-        let mut start = Vec::with_capacity(out_size);
-        let mut weights = vec![0i32; out_size * taps];
+        // Pass 1: Pillow's windows, as (first input index, fixed-point weights).
+        let mut windows: Vec<(usize, Vec<i32>)> = Vec::with_capacity(out_size);
         let mut window = Vec::with_capacity(ksize);
-        for (i, dst) in weights.chunks_exact_mut(taps).enumerate() {
+        for i in 0..out_size {
             let center = (i as f64 + 0.5) * scale;
             // C `(int)` truncates toward zero; negative values are clamped to 0 right after.
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).clamp(0, in_size as i64) as usize;
-            let len = xmax.saturating_sub(xmin);
 
             window.clear();
             let mut sum = 0.0f64;
-            for j in xmin..xmin + len {
+            for j in xmin..xmax.max(xmin) {
                 let w = bicubic_filter((j as f64 - center + 0.5) * inv);
                 window.push(w);
                 sum += w;
@@ -242,19 +244,37 @@ impl Coefficients {
                     *w /= sum;
                 }
             }
-            // Shift the window so that `first + taps <= in_size`; leading/trailing slots stay 0.
-            let first = xmin.min(in_size - taps);
+            let fixed: Vec<i32> = window
+                .iter()
+                .map(|&w| {
+                    let scaled = w * f64::from(1u32 << PRECISION_BITS);
+                    // Round half away from zero, then truncate like C's (int) cast.
+                    if w < 0.0 {
+                        (scaled - 0.5) as i32
+                    } else {
+                        (scaled + 0.5) as i32
+                    }
+                })
+                .collect();
+            let lead = fixed.iter().take_while(|&&w| w == 0).count();
+            let trail = fixed[lead..].iter().rev().take_while(|&&w| w == 0).count();
+            windows.push((xmin + lead, fixed[lead..fixed.len() - trail].to_vec()));
+        }
+
+        // Pass 2: pad to a common length.
+        let taps = windows
+            .iter()
+            .map(|(_, w)| w.len())
+            .max()
+            .unwrap_or(0)
+            .clamp(1, in_size);
+        let mut start = Vec::with_capacity(out_size);
+        let mut weights = vec![0i32; out_size * taps];
+        for ((xmin, fixed), dst) in windows.iter().zip(weights.chunks_exact_mut(taps)) {
+            let first = (*xmin).min(in_size - taps);
             let offset = xmin - first;
-            debug_assert!(offset + window.len() <= taps);
-            for (slot, &w) in dst[offset..].iter_mut().zip(&window) {
-                let scaled = w * f64::from(1u32 << PRECISION_BITS);
-                // Round half away from zero, then truncate like C's (int) cast.
-                *slot = if w < 0.0 {
-                    (scaled - 0.5) as i32
-                } else {
-                    (scaled + 0.5) as i32
-                };
-            }
+            debug_assert!(offset + fixed.len() <= taps);
+            dst[offset..offset + fixed.len()].copy_from_slice(fixed);
             start.push(first);
         }
         Coefficients {
@@ -271,17 +291,15 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Horizontal pass over packed RGB rows.
-///
-/// Each source row is first widened to `[i32; 4]` pixels (R, G, B, 0) so that the multiply-add
-/// over a window runs on all channels at once; common window lengths get a fully unrolled loop.
+/// Horizontal pass over packed RGB rows: per output pixel, one multiply-add per tap and
+/// channel over the input `u8` triples. Common window lengths get a fully unrolled loop.
 fn resample_horizontal(src: &[u8], in_w: usize, out_w: usize, coeffs: &Coefficients) -> Vec<u8> {
     match coeffs.taps {
         4 => horizontal_taps::<4>(src, in_w, out_w, coeffs),
         5 => horizontal_taps::<5>(src, in_w, out_w, coeffs),
         6 => horizontal_taps::<6>(src, in_w, out_w, coeffs),
         7 => horizontal_taps::<7>(src, in_w, out_w, coeffs),
-        9 => horizontal_taps::<9>(src, in_w, out_w, coeffs),
+        8 => horizontal_taps::<8>(src, in_w, out_w, coeffs),
         _ => horizontal_taps::<0>(src, in_w, out_w, coeffs),
     }
 }
@@ -297,29 +315,25 @@ fn horizontal_taps<const TAPS: usize>(
     debug_assert_eq!(taps, coeffs.taps);
     let rows = src.len() / (in_w * 3);
     let mut out = vec![0u8; rows * out_w * 3];
-    let mut wide = vec![[0i32; 4]; in_w];
     for (src_row, dst_row) in src
         .chunks_exact(in_w * 3)
         .zip(out.chunks_exact_mut(out_w * 3))
     {
-        for (w, px) in wide.iter_mut().zip(src_row.chunks_exact(3)) {
-            *w = [i32::from(px[0]), i32::from(px[1]), i32::from(px[2]), 0];
-        }
         for ((dst, &first), weights) in dst_row
             .chunks_exact_mut(3)
             .zip(&coeffs.start)
             .zip(coeffs.weights.chunks_exact(taps))
         {
-            let pixels = &wide[first..first + taps];
-            let mut acc = [HALF; 4];
-            for (px, &w) in pixels.iter().zip(weights) {
-                for (a, &p) in acc.iter_mut().zip(px) {
-                    *a += p * w;
-                }
+            let pixels = &src_row[first * 3..(first + taps) * 3];
+            let (mut r, mut g, mut b) = (HALF, HALF, HALF);
+            for (px, &w) in pixels.chunks_exact(3).zip(weights) {
+                r += i32::from(px[0]) * w;
+                g += i32::from(px[1]) * w;
+                b += i32::from(px[2]) * w;
             }
-            dst[0] = clip8(acc[0]);
-            dst[1] = clip8(acc[1]);
-            dst[2] = clip8(acc[2]);
+            dst[0] = clip8(r);
+            dst[1] = clip8(g);
+            dst[2] = clip8(b);
         }
     }
     out
@@ -575,7 +589,7 @@ fn normalisation_lut() -> [[f32; 256]; 3] {
     for (c, table) in lut.iter_mut().enumerate() {
         for (v, out) in table.iter_mut().enumerate() {
             let x = (v as f64 * RESCALE_FACTOR) as f32;
-            *out = (x - CLIP_MEAN[c]) / CLIP_STD[c];
+            *out = (x - CLIP_MEAN[c] as f32) / CLIP_STD[c] as f32;
         }
     }
     lut

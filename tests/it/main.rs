@@ -8,6 +8,7 @@ mod engine;
 mod mlx_smoke;
 mod model_loading;
 mod model_parity;
+mod preprocess;
 
 use std::sync::{Mutex, MutexGuard};
 
