@@ -5,5 +5,11 @@
 //! importing mlx-rs); `cli` on top.
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod engine;
+pub mod index;
 pub mod model;
+pub mod store;
+pub mod types;
+
+pub use db::Db;

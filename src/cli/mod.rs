@@ -1,5 +1,6 @@
 //! Command-line interface (clap derive). Doc comments are the help text.
 mod config_cmd;
+mod db_cmds;
 mod embed_cmd;
 
 use std::path::PathBuf;
@@ -70,6 +71,23 @@ pub enum Command {
     Config(config_cmd::ConfigCommand),
     /// Embed text and/or images with the model and print the vectors.
     Embed(embed_cmd::EmbedArgs),
+    /// Insert a document (embedded by the model, or with a given vector).
+    Insert(db_cmds::InsertArgs),
+    /// Show a stored document.
+    Get(db_cmds::DocArgs),
+    /// Delete a document.
+    Delete(db_cmds::DocArgs),
+    /// Search a collection by text, image, text+image, a stored document or a vector.
+    Search(db_cmds::SearchArgs),
+    /// List, create or drop collections.
+    Collections {
+        #[command(subcommand)]
+        command: Option<db_cmds::CollectionsCommand>,
+    },
+    /// Database statistics.
+    Stats(db_cmds::JsonFlag),
+    /// Rebuild the search index from the stored documents.
+    Reindex(db_cmds::ReindexArgs),
 }
 
 impl GlobalArgs {
@@ -116,6 +134,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(cmd) => config_cmd::run(cmd, &loaded),
         Command::Embed(args) => embed_cmd::run(args, &loaded),
+        Command::Insert(args) => db_cmds::insert(args, &loaded),
+        Command::Get(args) => db_cmds::get(args, &loaded),
+        Command::Delete(args) => db_cmds::delete(args, &loaded),
+        Command::Search(args) => db_cmds::search(args, &loaded),
+        Command::Collections { command } => db_cmds::collections(command, &loaded),
+        Command::Stats(args) => db_cmds::stats(args, &loaded),
+        Command::Reindex(args) => db_cmds::reindex(args, &loaded),
     }
 }
 

@@ -4,6 +4,7 @@
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
 mod cli;
 mod config;
+mod db;
 mod engine;
 mod mlx_smoke;
 mod model_loading;

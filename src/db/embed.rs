@@ -1,0 +1,101 @@
+//! Content in, vectors out: documents and queries embedded through the
+//! engine, then stored / searched like any other vector.
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{Content, ContentInfo, Db, DbError, NewDocument, Result};
+use crate::{
+    engine::{EmbedRequest, Engine, ImageData},
+    types::{Modality, Span},
+};
+
+/// A document given by its content; the engine computes its vector.
+#[derive(Debug, Clone, Default)]
+pub struct ContentDocument {
+    /// `None`: generated.
+    pub id: Option<String>,
+    pub text: Option<String>,
+    /// An encoded image file (PNG, JPEG, WebP, …); stored as the content.
+    pub image: Option<Vec<u8>>,
+    /// A JSON object or `null`.
+    pub metadata: Value,
+}
+
+impl Db {
+    /// Embeds the document (text, image, or both fused into one vector)
+    /// and inserts it. Nothing is stored when embedding fails.
+    pub fn insert_content(
+        &self,
+        engine: &Engine,
+        collection: &str,
+        doc: ContentDocument,
+    ) -> Result<String> {
+        let modality = match (&doc.text, &doc.image) {
+            (Some(_), Some(_)) => Modality::Fused,
+            (None, Some(_)) => Modality::Image,
+            (Some(_), None) => Modality::Text,
+            (None, None) => {
+                return Err(DbError::BadInput(
+                    "a document needs text or an image".into(),
+                ))
+            }
+        };
+        let mut request = EmbedRequest::text(doc.text.clone().unwrap_or_default());
+        if let Some(bytes) = &doc.image {
+            request
+                .images
+                .push(ImageData::Encoded(Arc::new(bytes.clone())));
+        }
+        let vector = engine.embed(request)?;
+        let mut new = NewDocument::new(modality, vector).with_metadata(doc.metadata);
+        new.id = doc.id;
+        new.text = doc.text;
+        if let Some(bytes) = doc.image {
+            new = new.with_content(image_content(bytes));
+        }
+        self.insert(collection, new)
+    }
+
+    /// Embeds a query (text, image, or both) and searches with it.
+    pub fn search_content(
+        &self,
+        engine: &Engine,
+        collection: &str,
+        request: EmbedRequest,
+        k: usize,
+        filter: Option<&crate::index::Filter>,
+    ) -> Result<Vec<super::Hit>> {
+        let query = engine.embed(request)?;
+        self.search(collection, &query, k, filter)
+    }
+}
+
+/// Stored image bytes with the content type sniffed from their signature.
+pub fn image_content(data: Vec<u8>) -> Content {
+    let content_type = image::guess_format(&data)
+        .map(|f| f.to_mime_type().to_owned())
+        .unwrap_or_else(|_| "application/octet-stream".to_owned());
+    Content::Bytes { data, content_type }
+}
+
+pub fn content_info_json(c: &ContentInfo) -> Value {
+    match c {
+        ContentInfo::Stored {
+            content_type,
+            len,
+            hash,
+        } => json!({"stored": true, "content_type": content_type, "bytes": len, "blake3": hash}),
+        ContentInfo::External { uri, content_type } => {
+            json!({"stored": false, "uri": uri, "content_type": content_type})
+        }
+    }
+}
+
+pub fn span_json(s: &Span) -> Value {
+    match *s {
+        Span::Time { start_s, end_s } => json!({"start_s": start_s, "end_s": end_s}),
+        Span::Page { page } => json!({"page": page}),
+        Span::Bytes { start, end } => json!({"start": start, "end": end}),
+    }
+}

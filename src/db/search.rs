@@ -1,0 +1,128 @@
+//! The read path: normalise the query → index (HNSW, or the exact scan a
+//! selective filter asks for) → fetch records → hits.
+use std::sync::Arc;
+
+use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
+use crate::index::{CollectionIndex, Filter, IndexHit, IndexSearch};
+use crate::types::{l2_normalize, SegmentMatch};
+
+/// Largest `k` a search may ask for.
+pub const MAX_K: usize = 10_000;
+
+impl Db {
+    /// The `k` documents nearest to `query` (any length-`dim` vector; it is
+    /// normalised here), best first, each once with its best segment.
+    pub fn search(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        let index = self.collection_index(collection)?;
+        let query = self.normalized_query(query)?;
+        self.search_index(&index, &query, k, filter, None)
+    }
+
+    /// The `k` documents nearest to a stored document's primary vector,
+    /// excluding that document.
+    pub fn search_by_document(
+        &self,
+        collection: &str,
+        id: &str,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        let index = self.collection_index(collection)?;
+        let vectors = self
+            .store
+            .get_vectors(index.collection_id(), id)?
+            .ok_or_else(|| not_found(collection, id))?;
+        let query = vectors
+            .get(..self.dim())
+            .ok_or_else(|| DbError::Internal(format!("stored vectors of {id:?} are truncated")))?;
+        self.search_index(&index, query, k, filter, Some(id))
+    }
+
+    fn normalized_query(&self, query: &[f32]) -> Result<Vec<f32>> {
+        if query.len() != self.dim() {
+            return Err(DbError::WrongDimension {
+                expected: self.dim(),
+                got: query.len(),
+            });
+        }
+        let mut q = query.to_vec();
+        l2_normalize(&mut q).map_err(|e| DbError::BadInput(format!("query vector: {e}")))?;
+        Ok(q)
+    }
+
+    fn search_index(
+        &self,
+        index: &CollectionIndex,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        exclude: Option<&str>,
+    ) -> Result<Vec<Hit>> {
+        if k > MAX_K {
+            return Err(DbError::BadInput(format!("k = {k} is above {MAX_K}")));
+        }
+        let hits = match index.search(query, k, filter, exclude) {
+            IndexSearch::Hits(hits) => hits,
+            IndexSearch::Exact(candidates) => self.exact_scan(index, query, k, candidates)?,
+        };
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            // A document deleted since the index answered is skipped.
+            let Some(record) = self.store.get_doc(index.collection_id(), &hit.doc)? else {
+                continue;
+            };
+            let segment = match hit.segment {
+                0 => None,
+                s => record
+                    .segments
+                    .get(s as usize - 1)
+                    .map(|span| SegmentMatch {
+                        index: s - 1,
+                        span: span.clone(),
+                    }),
+            };
+            out.push(Hit {
+                metadata: parse_metadata(&record)?,
+                id: record.id,
+                score: hit.score,
+                modality: record.modality,
+                segment,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Scores every candidate against its stored vectors: exact results for
+    /// filters that match few documents.
+    fn exact_scan(
+        &self,
+        index: &CollectionIndex,
+        query: &[f32],
+        k: usize,
+        candidates: Vec<Arc<str>>,
+    ) -> Result<Vec<IndexHit>> {
+        let mut scored = Vec::with_capacity(candidates.len());
+        for doc in candidates {
+            let Some(vectors) = self.store.get_vectors(index.collection_id(), &doc)? else {
+                continue;
+            };
+            if let Some((segment, score)) = index.best_segment(query, &vectors) {
+                scored.push(IndexHit {
+                    doc,
+                    seq: 0,
+                    segment,
+                    score,
+                });
+            }
+        }
+        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.doc.cmp(&b.doc)));
+        scored.truncate(k);
+        Ok(scored)
+    }
+}

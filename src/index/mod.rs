@@ -1,0 +1,741 @@
+//! In-memory HNSW index of one collection (hnsw_rs), derived from the store.
+//!
+//! - Vectors are L2-normalised; the distance is `1 - dot` (cosine), clamped at
+//!   0 because hnsw_rs asserts non-negative distances and rounding can make
+//!   `dot` of a vector with itself exceed 1.
+//! - Every vector of a document (primary and segments) gets its own *label*
+//!   (hnsw_rs's data id); the label map takes a label back to
+//!   (document, segment). Searches return each document once, with its best
+//!   segment.
+//! - hnsw_rs cannot delete points: a delete or a replacement tombstones the
+//!   old labels, which searches filter out. When tombstones pass
+//!   `rebuild_tombstone_ratio` of the labels, a background thread builds a
+//!   fresh graph from the live vectors and swaps it in, replaying the changes
+//!   that arrived meanwhile, so the index never grows without bound.
+//! - Metadata and modality of each document are kept here, in memory, so
+//!   filters are evaluated without touching the store. A filter matching few
+//!   documents makes the search exact: it returns the candidates and the
+//!   caller scores their stored vectors (see [`IndexSearch::Exact`]).
+//! - Checkpoints: see [`persist`].
+pub mod filter;
+pub mod persist;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hnsw_rs::prelude::{Distance, Hnsw};
+use parking_lot::RwLock;
+use serde_json::{Map, Value};
+
+pub use filter::{Condition, Filter, FilterError, FilterTarget};
+pub use persist::PersistError;
+
+use crate::types::{dot, Modality, Seq};
+
+/// Cosine distance on unit vectors: `max(0, 1 - a·b)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CosineDistance;
+
+impl Distance<f32> for CosineDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// The hnsw_rs graph type used everywhere.
+pub type Graph = Hnsw<'static, f32, CosineDistance>;
+
+/// Batches at least this large go through hnsw_rs's parallel insert.
+const PARALLEL_INSERT_MIN: usize = 64;
+/// hnsw_rs's layer cap (it clamps to 16 anyway).
+const MAX_LAYERS: usize = 16;
+
+/// Tuning of the index. The defaults suit dimensions from 64 to a few
+/// thousand and collections up to about a million vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexParams {
+    /// HNSW `M`: links per node and layer (hnsw_rs allows at most 256).
+    pub max_connections: usize,
+    /// Candidate list size while building.
+    pub ef_construction: usize,
+    /// Candidate list size while searching (raised to `k` when smaller).
+    pub ef_search: usize,
+    /// Rebuild when tombstones exceed this fraction of all labels...
+    pub rebuild_tombstone_ratio: f64,
+    /// ...and there are at least this many of them.
+    pub rebuild_min_tombstones: usize,
+    /// A filter matching fewer documents than this is searched exactly...
+    pub exact_max_docs: usize,
+    /// ...and so is one matching less than this fraction of the collection.
+    pub exact_max_fraction: f64,
+}
+
+impl Default for IndexParams {
+    fn default() -> Self {
+        IndexParams {
+            max_connections: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            rebuild_tombstone_ratio: 0.2,
+            rebuild_min_tombstones: 16,
+            exact_max_docs: 2000,
+            exact_max_fraction: 0.05,
+        }
+    }
+}
+
+/// A document as the index sees it.
+#[derive(Debug, Clone)]
+pub struct IndexDoc {
+    pub id: String,
+    pub seq: Seq,
+    pub modality: Modality,
+    pub metadata: Arc<Map<String, Value>>,
+    /// Unit vectors, flattened: the primary first, then one per segment.
+    pub vectors: Vec<f32>,
+}
+
+/// A search result before the store is consulted. `segment` 0 is the
+/// primary vector, `i > 0` is the document's segment `i - 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexHit {
+    pub doc: Arc<str>,
+    pub seq: Seq,
+    pub segment: u32,
+    /// Cosine similarity (higher is closer).
+    pub score: f32,
+}
+
+/// Result of [`CollectionIndex::search`].
+#[derive(Debug)]
+pub enum IndexSearch {
+    /// Approximate nearest documents, best first.
+    Hits(Vec<IndexHit>),
+    /// The filter matched few documents: score these exactly (all of them).
+    Exact(Vec<Arc<str>>),
+}
+
+/// Counters for `stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexStats {
+    pub documents: usize,
+    /// Labels in the graph, live and tombstoned.
+    pub points: usize,
+    pub tombstones: usize,
+    /// Background compactions done since open.
+    pub rebuilds: u64,
+    pub rebuilding: bool,
+    pub applied_seq: Seq,
+    /// Searches answered by an exact scan (selective filter).
+    pub exact_searches: u64,
+    /// Filtered searches answered through the graph.
+    pub filtered_graph_searches: u64,
+    /// The index came from a checkpoint on open (rather than a rebuild).
+    pub loaded_from_checkpoint: bool,
+    /// Changed documents replayed from the change log after the checkpoint.
+    pub replayed_on_open: usize,
+}
+
+#[derive(Debug, Clone)]
+struct LabelEntry {
+    doc: Arc<str>,
+    segment: u32,
+}
+
+#[derive(Debug, Clone)]
+struct DocEntry {
+    seq: Seq,
+    labels: Vec<usize>,
+    modality: Modality,
+    metadata: Arc<Map<String, Value>>,
+}
+
+/// A change that arrived while a rebuild was running.
+enum PendingOp {
+    Upsert(IndexDoc),
+    Remove(String, Seq),
+}
+
+struct State {
+    graph: Arc<Graph>,
+    labels: Vec<Option<LabelEntry>>,
+    docs: HashMap<Arc<str>, DocEntry>,
+    tombstones: usize,
+    applied_seq: Seq,
+    /// `Some` while a rebuild runs: changes to replay onto the new graph.
+    pending: Option<Vec<PendingOp>>,
+}
+
+impl State {
+    fn empty(params: &IndexParams, capacity: usize) -> State {
+        State {
+            graph: Arc::new(new_graph(params, capacity)),
+            labels: Vec::new(),
+            docs: HashMap::new(),
+            tombstones: 0,
+            applied_seq: 0,
+            pending: None,
+        }
+    }
+
+    fn tombstone_doc(&mut self, id: &str) {
+        if let Some(old) = self.docs.remove(id) {
+            for l in old.labels {
+                if self.labels[l].take().is_some() {
+                    self.tombstones += 1;
+                }
+            }
+        }
+    }
+
+    /// Updates the maps for `doc` and returns the labels its vectors get, or
+    /// `None` when the index already has this or a newer version.
+    fn allocate(&mut self, doc: &IndexDoc, dim: usize) -> Option<Vec<usize>> {
+        self.applied_seq = self.applied_seq.max(doc.seq);
+        if self
+            .docs
+            .get(doc.id.as_str())
+            .is_some_and(|d| d.seq >= doc.seq)
+        {
+            return None;
+        }
+        self.tombstone_doc(&doc.id);
+        let id: Arc<str> = Arc::from(doc.id.as_str());
+        let n = doc.vectors.len() / dim;
+        let labels: Vec<usize> = (self.labels.len()..self.labels.len() + n).collect();
+        self.labels.extend((0..n).map(|segment| {
+            Some(LabelEntry {
+                doc: id.clone(),
+                segment: segment as u32,
+            })
+        }));
+        self.docs.insert(
+            id,
+            DocEntry {
+                seq: doc.seq,
+                labels: labels.clone(),
+                modality: doc.modality,
+                metadata: doc.metadata.clone(),
+            },
+        );
+        Some(labels)
+    }
+
+    fn remove(&mut self, id: &str, seq: Seq) -> bool {
+        self.applied_seq = self.applied_seq.max(seq);
+        match self.docs.get(id) {
+            Some(d) if d.seq < seq => {
+                self.tombstone_doc(id);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn new_graph(params: &IndexParams, capacity: usize) -> Graph {
+    Hnsw::new(
+        params.max_connections.clamp(2, 256),
+        capacity.max(1024),
+        MAX_LAYERS,
+        params.ef_construction.max(params.max_connections),
+        CosineDistance,
+    )
+}
+
+/// Inserts `(vector, label)` pairs into a graph, in parallel for big batches.
+fn insert_into(graph: &Graph, items: &[(&[f32], usize)]) {
+    if items.len() >= PARALLEL_INSERT_MIN {
+        graph.parallel_insert_slice(&items.to_vec());
+    } else {
+        for &(v, label) in items {
+            graph.insert_slice((v, label));
+        }
+    }
+}
+
+/// The index of one collection. Cheap to share (`Arc`); all methods take
+/// `&self`.
+pub struct CollectionIndex {
+    collection_id: u32,
+    name: String,
+    dim: usize,
+    params: IndexParams,
+    state: RwLock<State>,
+    /// Held shared from label allocation until the graph insert finished,
+    /// exclusively by a rebuild while it snapshots or swaps, so that every
+    /// allocated label is in the graph it reads.
+    insert_gate: RwLock<()>,
+    rebuilding: AtomicBool,
+    rebuilds: AtomicU64,
+    exact_searches: AtomicU64,
+    filtered_graph_searches: AtomicU64,
+    loaded_from_checkpoint: AtomicBool,
+    replayed_on_open: AtomicUsize,
+}
+
+impl CollectionIndex {
+    pub fn new(collection_id: u32, name: &str, dim: usize, params: IndexParams) -> CollectionIndex {
+        let state = State::empty(&params, 0);
+        CollectionIndex {
+            collection_id,
+            name: name.to_owned(),
+            dim,
+            params,
+            state: RwLock::new(state),
+            insert_gate: RwLock::new(()),
+            rebuilding: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
+            exact_searches: AtomicU64::new(0),
+            filtered_graph_searches: AtomicU64::new(0),
+            loaded_from_checkpoint: AtomicBool::new(false),
+            replayed_on_open: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn collection_id(&self) -> u32 {
+        self.collection_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> &IndexParams {
+        &self.params
+    }
+
+    /// Adds or replaces documents. Versions older than (or equal to) what the
+    /// index holds are ignored, so replays are idempotent.
+    pub fn upsert(&self, docs: &[IndexDoc]) {
+        let _gate = self.insert_gate.read();
+        let (graph, planned) = {
+            let mut st = self.state.write();
+            let mut planned = Vec::with_capacity(docs.len());
+            for doc in docs {
+                if let Some(labels) = st.allocate(doc, self.dim) {
+                    planned.push((doc, labels));
+                    if let Some(pending) = st.pending.as_mut() {
+                        pending.push(PendingOp::Upsert(doc.clone()));
+                    }
+                }
+            }
+            (st.graph.clone(), planned)
+        };
+        let items: Vec<(&[f32], usize)> = planned
+            .iter()
+            .flat_map(|(doc, labels)| {
+                doc.vectors
+                    .chunks_exact(self.dim)
+                    .zip(labels.iter().copied())
+            })
+            .collect();
+        insert_into(&graph, &items);
+    }
+
+    /// Tombstones a document if the index holds a version older than `seq`.
+    pub fn remove(&self, id: &str, seq: Seq) -> bool {
+        let mut st = self.state.write();
+        let removed = st.remove(id, seq);
+        if removed {
+            if let Some(pending) = st.pending.as_mut() {
+                pending.push(PendingOp::Remove(id.to_owned(), seq));
+            }
+        }
+        removed
+    }
+
+    /// Seq of the version of `id` in the index.
+    pub fn doc_seq(&self, id: &str) -> Option<Seq> {
+        self.state.read().docs.get(id).map(|d| d.seq)
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.read().docs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ids of all documents in the index.
+    pub fn doc_ids(&self) -> Vec<Arc<str>> {
+        self.state.read().docs.keys().cloned().collect()
+    }
+
+    pub fn stats(&self) -> IndexStats {
+        let st = self.state.read();
+        IndexStats {
+            documents: st.docs.len(),
+            points: st.labels.len(),
+            tombstones: st.tombstones,
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
+            rebuilding: self.rebuilding.load(Ordering::Relaxed),
+            applied_seq: st.applied_seq,
+            exact_searches: self.exact_searches.load(Ordering::Relaxed),
+            filtered_graph_searches: self.filtered_graph_searches.load(Ordering::Relaxed),
+            loaded_from_checkpoint: self.loaded_from_checkpoint.load(Ordering::Relaxed),
+            replayed_on_open: self.replayed_on_open.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records how recovery went (for `stats`).
+    pub fn set_recovery_info(&self, loaded_from_checkpoint: bool, replayed: usize) {
+        self.loaded_from_checkpoint
+            .store(loaded_from_checkpoint, Ordering::Relaxed);
+        self.replayed_on_open.store(replayed, Ordering::Relaxed);
+    }
+
+    /// Whether tombstones are past the rebuild threshold.
+    pub fn needs_rebuild(&self) -> bool {
+        let st = self.state.read();
+        st.tombstones >= self.params.rebuild_min_tombstones.max(1)
+            && st.tombstones as f64 > self.params.rebuild_tombstone_ratio * st.labels.len() as f64
+    }
+
+    /// Claims the right to rebuild (false when one is already running).
+    pub fn try_start_rebuild(&self) -> bool {
+        self.rebuilding
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Rebuilds the graph from the live vectors it holds (no store access)
+    /// and swaps it in atomically; writes and searches go on meanwhile. The
+    /// caller must have won [`CollectionIndex::try_start_rebuild`].
+    pub fn rebuild_compact(&self) {
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _done = Done(&self.rebuilding);
+        let started = std::time::Instant::now();
+        let docs = {
+            let _gate = self.insert_gate.write();
+            let mut st = self.state.write();
+            st.pending = Some(Vec::new());
+            snapshot_docs(&st, self.dim)
+        };
+        let fresh = self.build_state(&docs);
+        let replayed = {
+            let _gate = self.insert_gate.write();
+            let mut st = self.state.write();
+            let mut fresh = fresh;
+            let pending = st.pending.take().unwrap_or_default();
+            let n = pending.len();
+            for op in pending {
+                match op {
+                    PendingOp::Upsert(doc) => {
+                        if let Some(labels) = fresh.allocate(&doc, self.dim) {
+                            let items: Vec<(&[f32], usize)> =
+                                doc.vectors.chunks_exact(self.dim).zip(labels).collect();
+                            insert_into(&fresh.graph, &items);
+                        }
+                    }
+                    PendingOp::Remove(id, seq) => {
+                        fresh.remove(&id, seq);
+                    }
+                }
+            }
+            fresh.applied_seq = fresh.applied_seq.max(st.applied_seq);
+            *st = fresh;
+            n
+        };
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            collection = %self.name,
+            documents = docs.len(),
+            replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index rebuilt without tombstones"
+        );
+    }
+
+    fn build_state(&self, docs: &[IndexDoc]) -> State {
+        let total: usize = docs.iter().map(|d| d.vectors.len() / self.dim).sum();
+        let mut st = State::empty(&self.params, total);
+        let mut items = Vec::with_capacity(total);
+        for doc in docs {
+            if let Some(labels) = st.allocate(doc, self.dim) {
+                items.extend(doc.vectors.chunks_exact(self.dim).zip(labels));
+            }
+        }
+        insert_into(&st.graph, &items);
+        st
+    }
+
+    /// Nearest documents to a unit `query`. `exclude` drops one document
+    /// (search by document). See [`IndexSearch`].
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        exclude: Option<&str>,
+    ) -> IndexSearch {
+        let st = self.state.read();
+        if k == 0 || st.docs.is_empty() {
+            return IndexSearch::Hits(Vec::new());
+        }
+        let mut allowed: Option<Vec<bool>> = None;
+        let mut matched: Vec<Arc<str>> = Vec::new();
+        if let Some(filter) = filter {
+            let mut bits = vec![false; st.labels.len()];
+            for (id, entry) in &st.docs {
+                if exclude == Some(&**id) {
+                    continue;
+                }
+                let target = FilterTarget {
+                    collection: &self.name,
+                    modality: entry.modality,
+                    metadata: &entry.metadata,
+                };
+                if filter.matches(&target) {
+                    matched.push(id.clone());
+                    entry.labels.iter().for_each(|&l| bits[l] = true);
+                }
+            }
+            if matched.is_empty() {
+                return IndexSearch::Hits(Vec::new());
+            }
+            let n = matched.len();
+            if n < self.params.exact_max_docs
+                || (n as f64) < self.params.exact_max_fraction * st.docs.len() as f64
+            {
+                self.exact_searches.fetch_add(1, Ordering::Relaxed);
+                return IndexSearch::Exact(matched);
+            }
+            self.filtered_graph_searches.fetch_add(1, Ordering::Relaxed);
+            allowed = Some(bits);
+        }
+        let live_docs = if filter.is_some() {
+            matched.len()
+        } else {
+            st.docs.len() - usize::from(exclude.is_some_and(|e| st.docs.contains_key(e)))
+        };
+        let wanted = k.min(live_docs);
+        let live_labels = st.labels.len() - st.tombstones;
+        let accept = |label: &usize| -> bool {
+            match &allowed {
+                Some(bits) => bits.get(*label).copied().unwrap_or(false),
+                None => st.labels.get(*label).is_some_and(Option::is_some),
+            }
+        };
+        let use_filter = allowed.is_some() || st.tombstones > 0;
+        let mut fetch = (k + usize::from(exclude.is_some())).max(1);
+        loop {
+            let ef = self.params.ef_search.max(fetch);
+            let found = st.graph.search_filter(
+                query,
+                fetch,
+                ef,
+                if use_filter { Some(&accept) } else { None },
+            );
+            let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
+            let mut seen: HashSet<&str> = HashSet::new();
+            for n in &found {
+                if !accept(&n.d_id) {
+                    continue;
+                }
+                let Some(Some(entry)) = st.labels.get(n.d_id) else {
+                    continue;
+                };
+                if exclude == Some(&*entry.doc) || !seen.insert(&entry.doc) {
+                    continue;
+                }
+                let seq = st.docs.get(&entry.doc).map_or(0, |d| d.seq);
+                hits.push(IndexHit {
+                    doc: entry.doc.clone(),
+                    seq,
+                    segment: entry.segment,
+                    score: 1.0 - n.distance,
+                });
+                if hits.len() == k {
+                    break;
+                }
+            }
+            if hits.len() >= wanted || fetch >= live_labels {
+                if hits.len() < wanted && filter.is_some() {
+                    // The graph walk could not reach enough matching points:
+                    // be exact rather than return too few.
+                    self.exact_searches.fetch_add(1, Ordering::Relaxed);
+                    return IndexSearch::Exact(matched);
+                }
+                hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+                return IndexSearch::Hits(hits);
+            }
+            fetch = (fetch * 2).min(live_labels.max(1));
+        }
+    }
+
+    /// Scores `query` against a document's flattened vectors: the best
+    /// segment and its cosine similarity.
+    pub fn best_segment(&self, query: &[f32], vectors: &[f32]) -> Option<(u32, f32)> {
+        best_segment(query, vectors, self.dim)
+    }
+
+    /// Writes a checkpoint of this index covering changes up to `seq`.
+    /// The caller guarantees no writes are applied meanwhile.
+    pub fn checkpoint(
+        &self,
+        dir: &Path,
+        instance_id: [u8; 16],
+        seq: Seq,
+    ) -> Result<(), PersistError> {
+        let (mut manifest, graph) = {
+            let st = self.state.read();
+            let mut index_of: HashMap<&str, u32> = HashMap::with_capacity(st.docs.len());
+            let mut docs = Vec::with_capacity(st.docs.len());
+            for (i, (id, d)) in st.docs.iter().enumerate() {
+                index_of.insert(id, i as u32);
+                docs.push(persist::DocSnapshot {
+                    id: id.to_string(),
+                    seq: d.seq,
+                    modality: d.modality,
+                    metadata_json: Value::Object((*d.metadata).clone()).to_string(),
+                    labels: d.labels.iter().map(|&l| l as u64).collect(),
+                });
+            }
+            let labels = st
+                .labels
+                .iter()
+                .map(|e| e.as_ref().map(|e| (index_of[&*e.doc], e.segment)))
+                .collect();
+            let manifest = persist::Manifest {
+                instance_id,
+                collection_id: self.collection_id,
+                dim: self.dim as u32,
+                seq,
+                labels,
+                docs,
+                graph: None,
+            };
+            (manifest, st.graph.clone())
+        };
+        persist::write_checkpoint(dir, &mut manifest, Some(&graph))
+    }
+
+    /// Loads a checkpoint into a fresh index. `Ok(None)` when there is none.
+    /// Returns the sequence number it covers.
+    pub fn load(
+        dir: &Path,
+        instance_id: &[u8; 16],
+        collection_id: u32,
+        name: &str,
+        dim: usize,
+        params: IndexParams,
+    ) -> Result<Option<(CollectionIndex, Seq)>, PersistError> {
+        let Some((manifest, graph)) =
+            persist::load_checkpoint(dir, collection_id, instance_id, dim as u32)?
+        else {
+            return Ok(None);
+        };
+        let path = persist::manifest_path(dir, collection_id);
+        let graph_points = graph.as_ref().map_or(0, |g| g.get_nb_point());
+        if graph_points != manifest.labels.len() {
+            return Err(PersistError::Corrupt {
+                path,
+                reason: format!(
+                    "graph has {graph_points} points, label map {}",
+                    manifest.labels.len()
+                ),
+            });
+        }
+        let mut docs = HashMap::with_capacity(manifest.docs.len());
+        let mut ids = Vec::with_capacity(manifest.docs.len());
+        for d in manifest.docs {
+            let metadata = match serde_json::from_str::<Value>(&d.metadata_json) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(PersistError::Corrupt {
+                        path,
+                        reason: format!("metadata of {:?} is not a JSON object", d.id),
+                    })
+                }
+            };
+            let id: Arc<str> = Arc::from(d.id);
+            ids.push(id.clone());
+            docs.insert(
+                id,
+                DocEntry {
+                    seq: d.seq,
+                    labels: d.labels.iter().map(|&l| l as usize).collect(),
+                    modality: d.modality,
+                    metadata: Arc::new(metadata),
+                },
+            );
+        }
+        let labels: Vec<Option<LabelEntry>> = manifest
+            .labels
+            .iter()
+            .map(|e| {
+                e.map(|(doc, segment)| LabelEntry {
+                    doc: ids[doc as usize].clone(),
+                    segment,
+                })
+            })
+            .collect();
+        let tombstones = labels.iter().filter(|e| e.is_none()).count();
+        let index = CollectionIndex::new(collection_id, name, dim, params);
+        {
+            let mut st = index.state.write();
+            if let Some(graph) = graph {
+                st.graph = Arc::new(graph);
+            }
+            st.labels = labels;
+            st.docs = docs;
+            st.tombstones = tombstones;
+            st.applied_seq = manifest.seq;
+        }
+        Ok(Some((index, manifest.seq)))
+    }
+}
+
+/// Best segment of flattened unit `vectors` for a unit `query`.
+pub fn best_segment(query: &[f32], vectors: &[f32], dim: usize) -> Option<(u32, f32)> {
+    vectors
+        .chunks_exact(dim)
+        .enumerate()
+        .map(|(i, v)| (i as u32, dot(query, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Live documents with their vectors read back from the graph's points.
+fn snapshot_docs(st: &State, dim: usize) -> Vec<IndexDoc> {
+    let mut vectors: HashMap<usize, Vec<f32>> = HashMap::with_capacity(st.labels.len());
+    if st.graph.get_nb_point() > 0 {
+        for point in st.graph.get_point_indexation() {
+            let label = point.get_origin_id();
+            if st.labels.get(label).is_some_and(Option::is_some) {
+                vectors.insert(label, point.get_v().to_vec());
+            }
+        }
+    }
+    st.docs
+        .iter()
+        .map(|(id, d)| {
+            let mut flat = Vec::with_capacity(d.labels.len() * dim);
+            for l in &d.labels {
+                match vectors.get(l) {
+                    Some(v) => flat.extend_from_slice(v),
+                    None => tracing::error!(doc = %id, label = l, "label missing from the graph"),
+                }
+            }
+            IndexDoc {
+                id: id.to_string(),
+                seq: d.seq,
+                modality: d.modality,
+                metadata: d.metadata.clone(),
+                vectors: flat,
+            }
+        })
+        .collect()
+}

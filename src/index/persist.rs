@@ -1,0 +1,330 @@
+//! Index checkpoints: atomic, checksummed, never trusted blindly.
+//!
+//! A collection's checkpoint is three files in the index directory:
+//!
+//! - `c<id>.ckpt` — the manifest, the commit point: `MAGIC` (8 bytes),
+//!   payload length (u64 LE), blake3 of the payload (32 bytes), then the
+//!   payload, a postcard [`Manifest`]: database instance id, collection id,
+//!   dimension, the sequence number the checkpoint covers, the label map
+//!   (label → document, segment), per-document seq / modality / metadata, and
+//!   the names, lengths and blake3 hashes of the two graph files.
+//! - `c<id>-<generation>.hnsw.graph` and `.hnsw.data` — hnsw_rs's own dump of
+//!   the graph and the stored vectors, reloaded with `HnswIo`.
+//!
+//! Writing: dump the graph files under a fresh generation name, fsync them,
+//! hash them, write the manifest to a temp file, fsync, rename over
+//! `c<id>.ckpt`, fsync the directory, then delete older generations. A crash
+//! at any point leaves either the old or the new checkpoint complete.
+//!
+//! Loading checks the manifest's length and hash, and each graph file's length
+//! and hash, before handing anything to hnsw_rs (whose loader asserts and
+//! unwraps on malformed input); a panic in there is caught as well. Any
+//! problem is a [`PersistError`] and the caller rebuilds from sled.
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnswio::HnswIo;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::{CosineDistance, Graph};
+use crate::types::{Modality, Seq};
+
+const MAGIC: &[u8; 8] = b"TKRIDX\x00\x01";
+const HEADER_LEN: usize = 8 + 8 + 32;
+
+#[derive(Debug, Error)]
+pub enum PersistError {
+    #[error("checkpoint I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("checkpoint {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("checkpoint {path} does not fit this database: {reason}")]
+    Mismatch { path: PathBuf, reason: String },
+    #[error("hnsw graph dump/load failed: {0}")]
+    Graph(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a checkpoint records besides the graph.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub instance_id: [u8; 16],
+    pub collection_id: u32,
+    pub dim: u32,
+    /// Every change with a sequence number `<=` this is in the checkpoint.
+    pub seq: Seq,
+    /// Label → (index into `docs`, segment); `None` is a tombstone.
+    pub labels: Vec<Option<(u32, u32)>>,
+    pub docs: Vec<DocSnapshot>,
+    pub graph: Option<GraphFiles>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocSnapshot {
+    pub id: String,
+    pub seq: Seq,
+    pub modality: Modality,
+    pub metadata_json: String,
+    pub labels: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GraphFiles {
+    pub basename: String,
+    pub graph_len: u64,
+    pub graph_hash: [u8; 32],
+    pub data_len: u64,
+    pub data_hash: [u8; 32],
+}
+
+pub fn manifest_path(dir: &Path, collection_id: u32) -> PathBuf {
+    dir.join(format!("c{collection_id}.ckpt"))
+}
+
+fn graph_paths(dir: &Path, basename: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{basename}.hnsw.graph")),
+        dir.join(format!("{basename}.hnsw.data")),
+    )
+}
+
+fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), PersistError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((len, *hasher.finalize().as_bytes()))
+}
+
+fn sync_file(path: &Path) -> Result<(), PersistError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PersistError> {
+    // Directories can be fsynced on Unix (makes renames durable); elsewhere
+    // opening a directory fails and there is nothing more we can do.
+    #[cfg(unix)]
+    {
+        sync_file(dir)?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Writes a checkpoint atomically (see the module docs).
+pub fn write_checkpoint(
+    dir: &Path,
+    manifest: &mut Manifest,
+    graph: Option<&Graph>,
+) -> Result<(), PersistError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let id = manifest.collection_id;
+    manifest.graph = match graph {
+        Some(graph) if graph.get_nb_point() > 0 => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let wanted = format!("c{id}-{}-{nanos}", manifest.seq);
+            // hnsw_rs panics when it cannot create its files.
+            let dumped = catch_unwind(AssertUnwindSafe(|| graph.file_dump(dir, &wanted)))
+                .map_err(|_| PersistError::Graph("hnsw_rs panicked while dumping".into()))?
+                .map_err(|e| PersistError::Graph(e.to_string()))?;
+            let (graph_path, data_path) = graph_paths(dir, &dumped);
+            sync_file(&graph_path)?;
+            sync_file(&data_path)?;
+            let (graph_len, graph_hash) = hash_file(&graph_path)?;
+            let (data_len, data_hash) = hash_file(&data_path)?;
+            Some(GraphFiles {
+                basename: dumped,
+                graph_len,
+                graph_hash,
+                data_len,
+                data_hash,
+            })
+        }
+        _ => None,
+    };
+    let payload = postcard::to_stdvec(&*manifest)
+        .map_err(|e| PersistError::Graph(format!("encoding the manifest: {e}")))?;
+    let mut bytes = Vec::with_capacity(HEADER_LEN + payload.len());
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(blake3::hash(&payload).as_bytes());
+    bytes.extend_from_slice(&payload);
+
+    let final_path = manifest_path(dir, id);
+    let tmp_path = dir.join(format!("c{id}.ckpt.tmp"));
+    {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp_path)
+            .map_err(io_err(&tmp_path))?;
+        f.write_all(&bytes).map_err(io_err(&tmp_path))?;
+        f.sync_all().map_err(io_err(&tmp_path))?;
+    }
+    fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+    sync_dir(dir)?;
+    let keep = manifest.graph.as_ref().map(|g| g.basename.clone());
+    remove_graph_files(dir, id, keep.as_deref());
+    Ok(())
+}
+
+/// Deletes graph files of collection `id` except generation `keep`, and
+/// leftover temp manifests. Failures only cost disk space, so they are logged.
+pub fn remove_graph_files(dir: &Path, id: u32, keep: Option<&str>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("c{id}-");
+    let tmp = format!("c{id}.ckpt.tmp");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_graph = name.starts_with(&prefix)
+            && (name.ends_with(".hnsw.graph") || name.ends_with(".hnsw.data"));
+        let kept = keep
+            .is_some_and(|k| name == format!("{k}.hnsw.graph") || name == format!("{k}.hnsw.data"));
+        if (is_graph && !kept) || name == tmp {
+            if let Err(e) = fs::remove_file(entry.path()) {
+                tracing::warn!(file = %name, error = %e, "could not remove an old checkpoint file");
+            }
+        }
+    }
+}
+
+/// Deletes every checkpoint file of a collection (it was dropped).
+pub fn remove_checkpoint(dir: &Path, id: u32) {
+    let _ = fs::remove_file(manifest_path(dir, id));
+    remove_graph_files(dir, id, None);
+}
+
+/// Reads and verifies a checkpoint. `Ok(None)` when there is none.
+pub fn load_checkpoint(
+    dir: &Path,
+    collection_id: u32,
+    instance_id: &[u8; 16],
+    dim: u32,
+) -> Result<Option<(Manifest, Option<Graph>)>, PersistError> {
+    let path = manifest_path(dir, collection_id);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let corrupt = |reason: &str| PersistError::Corrupt {
+        path: path.clone(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+        return Err(corrupt("bad header"));
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().unwrap_or_default());
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() as u64 != len {
+        return Err(corrupt(&format!(
+            "payload is {} bytes, header says {len}",
+            payload.len()
+        )));
+    }
+    if blake3::hash(payload).as_bytes() != &bytes[16..48] {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let manifest: Manifest =
+        postcard::from_bytes(payload).map_err(|e| corrupt(&format!("undecodable: {e}")))?;
+    let mismatch = |reason: String| PersistError::Mismatch {
+        path: path.clone(),
+        reason,
+    };
+    if &manifest.instance_id != instance_id {
+        return Err(mismatch("written by another database".into()));
+    }
+    if manifest.collection_id != collection_id || manifest.dim != dim {
+        return Err(mismatch(format!(
+            "collection {} dim {}, expected collection {collection_id} dim {dim}",
+            manifest.collection_id, manifest.dim
+        )));
+    }
+    if let Err(reason) = check_label_map(&manifest) {
+        return Err(corrupt(&reason));
+    }
+    let graph = match &manifest.graph {
+        None => None,
+        Some(files) => Some(load_graph(dir, files)?),
+    };
+    Ok(Some((manifest, graph)))
+}
+
+/// The label map must be a bijection between live labels and document labels.
+fn check_label_map(m: &Manifest) -> Result<(), String> {
+    let mut seen = 0usize;
+    for (di, doc) in m.docs.iter().enumerate() {
+        for (segment, &label) in doc.labels.iter().enumerate() {
+            let entry = usize::try_from(label)
+                .ok()
+                .and_then(|l| m.labels.get(l))
+                .copied()
+                .flatten();
+            if entry != Some((di as u32, segment as u32)) {
+                return Err(format!(
+                    "label {label} of document {:?} is inconsistent",
+                    doc.id
+                ));
+            }
+            seen += 1;
+        }
+    }
+    if seen != m.labels.iter().flatten().count() {
+        return Err("live labels without a document".into());
+    }
+    Ok(())
+}
+
+fn load_graph(dir: &Path, files: &GraphFiles) -> Result<Graph, PersistError> {
+    let (graph_path, data_path) = graph_paths(dir, &files.basename);
+    for (path, len, hash) in [
+        (&graph_path, files.graph_len, files.graph_hash),
+        (&data_path, files.data_len, files.data_hash),
+    ] {
+        let (actual_len, actual_hash) = hash_file(path)?;
+        if actual_len != len || actual_hash != hash {
+            return Err(PersistError::Corrupt {
+                path: path.clone(),
+                reason: format!("length {actual_len} (expected {len}) or checksum differs"),
+            });
+        }
+    }
+    // `load_hnsw_with_dist` ties the graph's lifetime to the `HnswIo`; ours
+    // must be 'static, so the (small, path-only: no mmap) loader is leaked,
+    // once per load.
+    let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, &files.basename)));
+    let loaded = catch_unwind(AssertUnwindSafe(|| io.load_hnsw_with_dist(CosineDistance)))
+        .map_err(|_| PersistError::Graph("hnsw_rs panicked while loading".into()))?
+        .map_err(|e| PersistError::Graph(e.to_string()))?;
+    Ok(loaded)
+}

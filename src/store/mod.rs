@@ -1,0 +1,814 @@
+//! Durable storage in sled: the only module that imports sled.
+//!
+//! Trees (all keys big-endian where numeric):
+//!
+//! | tree          | key                                   | value                                   |
+//! |---------------|---------------------------------------|-----------------------------------------|
+//! | `meta`        | `store_meta`                          | [`StoreMeta`] (format version, model, dim, dtype) |
+//! |               | `seq`                                 | last sequence number (u64)              |
+//! |               | `next_collection_id`                  | u64                                     |
+//! |               | `changes_trimmed_upto`                | change log entries `<=` this are gone   |
+//! |               | `dropped/<collection id>`             | a dropped collection still being swept  |
+//! | `collections` | collection name                       | [`CollectionRecord`]                    |
+//! | `docs`        | collection id (u32) + document id     | [`DocRecord`]                           |
+//! | `vectors`     | same key as `docs`                    | raw LE f32: primary vector, then segments |
+//! | `blobs`       | blake3 hash of the bytes (32 bytes)   | the bytes                               |
+//! | `blob_refs`   | blake3 hash                           | reference count (u64)                   |
+//! | `changes`     | sequence number (u64)                 | [`ChangeRecord`]: which document changed |
+//!
+//! Every document write or delete is one sled transaction across these trees
+//! (record, vectors, blob references, change log entry, sequence number,
+//! collection count). sled only syncs in the background, so durability is
+//! [`Store::flush`]: a group commit that lets concurrent writers share one
+//! fsync.
+pub mod codec;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use thiserror::Error;
+
+use codec::{
+    collection_prefix, decode, decode_seq_key, decode_u64, decode_vectors, doc_key, encode,
+    encode_u64, seq_key,
+};
+pub use codec::{
+    ChangeRecord, CodecError, CollectionRecord, ContentRef, DocRecord, StoreMeta, FORMAT_VERSION,
+};
+
+use crate::types::{now_ms, Modality, Seq, Span};
+
+const KEY_STORE_META: &[u8] = b"store_meta";
+const KEY_SEQ: &[u8] = b"seq";
+const KEY_NEXT_COLLECTION: &[u8] = b"next_collection_id";
+const KEY_CHANGES_TRIMMED: &[u8] = b"changes_trimmed_upto";
+const DROPPED_PREFIX: &[u8] = b"dropped/";
+/// Documents removed per transaction while sweeping a dropped collection.
+const SWEEP_BATCH: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record: {0}")]
+    Codec(#[from] CodecError),
+    #[error(
+        "database at {path} was created for model {stored_model:?} with dimension {stored_dim}; \
+         it cannot be opened with model {requested_model:?} with dimension {requested_dim}"
+    )]
+    IncompatibleModel {
+        path: PathBuf,
+        stored_model: String,
+        stored_dim: u32,
+        requested_model: String,
+        requested_dim: u32,
+    },
+    #[error(
+        "database at {path} has on-disk format version {found}; this build reads version {supported}"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("collection {0:?} already exists")]
+    CollectionExists(String),
+    #[error("unknown collection {0:?}")]
+    UnknownCollection(String),
+    #[error("generated document id {0:?} collides with an existing document")]
+    IdCollision(String),
+    #[error("flush to disk failed: {0}")]
+    Flush(String),
+    #[error("no more {0} available")]
+    Exhausted(&'static str),
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<E: Into<StoreError>>(e: E) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e.into())
+}
+
+/// Content to store with a document.
+#[derive(Debug, Clone)]
+pub enum ContentWrite {
+    Blob {
+        bytes: Vec<u8>,
+        content_type: String,
+    },
+    External {
+        uri: String,
+        content_type: Option<String>,
+    },
+}
+
+/// One document to write (insert or replace).
+#[derive(Debug, Clone)]
+pub struct DocWrite {
+    pub doc_id: String,
+    /// The id was generated here, so an existing document under it is a
+    /// collision to retry rather than an upsert.
+    pub generated_id: bool,
+    pub modality: Modality,
+    pub text: Option<String>,
+    pub content: Option<ContentWrite>,
+    pub metadata_json: String,
+    pub segments: Vec<Span>,
+    /// Encoded vectors (primary, then one per segment), raw LE f32.
+    pub vectors: Vec<u8>,
+}
+
+/// What a committed write did.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub record: DocRecord,
+    /// A previous version existed (so the index must tombstone it).
+    pub replaced: bool,
+}
+
+/// Totals for `stats`.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub change_log_entries: u64,
+    pub size_on_disk: u64,
+}
+
+/// Lets concurrent writers share fsyncs. A writer needs a flush that *starts*
+/// after its transaction committed; if one is already running it waits for it
+/// to end, then either finds that a later flush (started by someone else)
+/// covered it or runs the next one itself, for everybody waiting.
+#[derive(Default)]
+struct GroupFlush {
+    state: Mutex<FlushState>,
+    done: Condvar,
+    count: AtomicU64,
+}
+
+#[derive(Default)]
+struct FlushState {
+    running: bool,
+    /// Flushes started so far (the generation of the latest one).
+    started: u64,
+    /// Generation of the latest finished flush.
+    finished: u64,
+    /// Error of the latest finished flush, if it failed.
+    last_error: Option<String>,
+}
+
+impl GroupFlush {
+    fn flush(&self, db: &sled::Db) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let needed = st.started + 1;
+        loop {
+            if st.finished >= needed {
+                return match &st.last_error {
+                    None => Ok(()),
+                    Some(e) => Err(StoreError::Flush(e.clone())),
+                };
+            }
+            if !st.running {
+                st.running = true;
+                st.started += 1;
+                let generation = st.started;
+                drop(st);
+                let result = db.flush();
+                self.count.fetch_add(1, Ordering::Relaxed);
+                st = self.state.lock();
+                st.running = false;
+                st.finished = generation;
+                st.last_error = result.as_ref().err().map(ToString::to_string);
+                self.done.notify_all();
+                continue;
+            }
+            self.done.wait(&mut st);
+        }
+    }
+}
+
+/// Transactional views of every tree, handed to write closures.
+struct Tx<'a> {
+    meta: &'a TransactionalTree,
+    collections: &'a TransactionalTree,
+    docs: &'a TransactionalTree,
+    vectors: &'a TransactionalTree,
+    blobs: &'a TransactionalTree,
+    blob_refs: &'a TransactionalTree,
+    changes: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    fn collection(&self, name: &str) -> TxResult<CollectionRecord> {
+        let bytes = self
+            .collections
+            .get(name.as_bytes())?
+            .ok_or_else(|| abort(StoreError::UnknownCollection(name.to_owned())))?;
+        decode(&bytes).map_err(abort)
+    }
+
+    fn put_collection(&self, record: &CollectionRecord) -> TxResult<()> {
+        self.collections
+            .insert(record.name.as_bytes(), encode(record).map_err(abort)?)?;
+        Ok(())
+    }
+
+    fn next_seq(&self) -> TxResult<Seq> {
+        let last = match self.meta.get(KEY_SEQ)? {
+            Some(b) => decode_u64(&b).map_err(abort)?,
+            None => 0,
+        };
+        self.meta.insert(KEY_SEQ, &encode_u64(last + 1))?;
+        Ok(last + 1)
+    }
+
+    fn log_change(&self, seq: Seq, change: &ChangeRecord) -> TxResult<()> {
+        self.changes
+            .insert(&seq_key(seq), encode(change).map_err(abort)?)?;
+        Ok(())
+    }
+
+    /// Adds a reference to a blob, storing the bytes on first use.
+    fn retain_blob(&self, hash: &[u8; 32], bytes: &[u8]) -> TxResult<()> {
+        let count = match self.blob_refs.get(hash)? {
+            Some(b) => decode_u64(&b).map_err(abort)?,
+            None => 0,
+        };
+        if count == 0 {
+            self.blobs.insert(hash, bytes)?;
+        }
+        self.blob_refs.insert(hash, &encode_u64(count + 1))?;
+        Ok(())
+    }
+
+    /// Drops a reference; the last one removes the bytes.
+    fn release_blob(&self, hash: &[u8; 32]) -> TxResult<()> {
+        let count = match self.blob_refs.get(hash)? {
+            Some(b) => decode_u64(&b).map_err(abort)?,
+            None => 0,
+        };
+        if count <= 1 {
+            self.blob_refs.remove(hash)?;
+            self.blobs.remove(hash)?;
+        } else {
+            self.blob_refs.insert(hash, &encode_u64(count - 1))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a document with its vectors and blob reference; returns it.
+    fn remove_doc(&self, key: &[u8]) -> TxResult<Option<DocRecord>> {
+        let Some(bytes) = self.docs.remove(key)? else {
+            return Ok(None);
+        };
+        let old: DocRecord = decode(&bytes).map_err(abort)?;
+        self.vectors.remove(key)?;
+        if let Some(ContentRef::Blob { hash, .. }) = &old.content {
+            self.release_blob(hash)?;
+        }
+        Ok(Some(old))
+    }
+}
+
+/// The sled database with its trees.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    meta_tree: sled::Tree,
+    collections: sled::Tree,
+    docs: sled::Tree,
+    vectors: sled::Tree,
+    blobs: sled::Tree,
+    blob_refs: sled::Tree,
+    changes: sled::Tree,
+    meta: StoreMeta,
+    group: GroupFlush,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, refusing one made for a
+    /// different model id or dimension.
+    pub fn open(dir: &Path, model_id: &str, dim: u32, dtype: &str) -> Result<Store, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = |name: &str| db.open_tree(name);
+        let store_trees = (
+            tree("meta")?,
+            tree("collections")?,
+            tree("docs")?,
+            tree("vectors")?,
+            tree("blobs")?,
+            tree("blob_refs")?,
+            tree("changes")?,
+        );
+        let meta = match store_trees.0.get(KEY_STORE_META)? {
+            Some(bytes) => {
+                let meta: StoreMeta = decode(&bytes)?;
+                check_compatible(dir, &meta, model_id, dim, dtype)?;
+                meta
+            }
+            None => {
+                let meta = StoreMeta {
+                    format_version: FORMAT_VERSION,
+                    model_id: model_id.to_owned(),
+                    dim,
+                    dtype: dtype.to_owned(),
+                    instance_id: new_instance_id(dir),
+                    created_ms: now_ms(),
+                };
+                store_trees.0.insert(KEY_STORE_META, encode(&meta)?)?;
+                db.flush()?;
+                meta
+            }
+        };
+        let (meta_tree, collections, docs, vectors, blobs, blob_refs, changes) = store_trees;
+        let store = Store {
+            path: dir.to_path_buf(),
+            db,
+            meta_tree,
+            collections,
+            docs,
+            vectors,
+            blobs,
+            blob_refs,
+            changes,
+            meta,
+            group: GroupFlush::default(),
+        };
+        store.finish_pending_drops()?;
+        Ok(store)
+    }
+
+    /// What an existing database in `dir` was created for, without opening
+    /// it for writing; `None` when there is no database there.
+    pub fn read_meta(dir: &Path) -> Result<Option<StoreMeta>, StoreError> {
+        if !dir.join("conf").is_file() {
+            return Ok(None);
+        }
+        let db = sled::Config::new().path(dir).open()?;
+        let meta = db.open_tree("meta")?.get(KEY_STORE_META)?;
+        Ok(meta.map(|bytes| decode(&bytes)).transpose()?)
+    }
+
+    pub fn meta(&self) -> &StoreMeta {
+        &self.meta
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn transaction<A>(&self, f: impl Fn(&Tx) -> TxResult<A>) -> Result<A, StoreError> {
+        let trees = (
+            &self.meta_tree,
+            &self.collections,
+            &self.docs,
+            &self.vectors,
+            &self.blobs,
+            &self.blob_refs,
+            &self.changes,
+        );
+        trees
+            .transaction(
+                |(meta, collections, docs, vectors, blobs, blob_refs, changes)| {
+                    f(&Tx {
+                        meta,
+                        collections,
+                        docs,
+                        vectors,
+                        blobs,
+                        blob_refs,
+                        changes,
+                    })
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })
+    }
+
+    /// Makes every committed transaction durable (group commit).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.group.flush(&self.db)
+    }
+
+    /// Number of fsyncs [`Store::flush`] has performed.
+    pub fn flush_count(&self) -> u64 {
+        self.group.count.load(Ordering::Relaxed)
+    }
+
+    /// Last committed sequence number (0 for an empty database).
+    pub fn last_seq(&self) -> Result<Seq, StoreError> {
+        Ok(match self.meta_tree.get(KEY_SEQ)? {
+            Some(b) => decode_u64(&b)?,
+            None => 0,
+        })
+    }
+
+    /// A fresh, never repeated number (sled's persistent id generator).
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
+    }
+
+    // ---- collections ----
+
+    /// Creates a collection (not yet durable: call [`Store::flush`]).
+    pub fn create_collection(&self, name: &str) -> Result<CollectionRecord, StoreError> {
+        self.transaction(|tx| {
+            if tx.collections.get(name.as_bytes())?.is_some() {
+                return Err(abort(StoreError::CollectionExists(name.to_owned())));
+            }
+            let id = match tx.meta.get(KEY_NEXT_COLLECTION)? {
+                Some(b) => decode_u64(&b).map_err(abort)?,
+                None => 1,
+            };
+            let id32 =
+                u32::try_from(id).map_err(|_| abort(StoreError::Exhausted("collection ids")))?;
+            tx.meta.insert(KEY_NEXT_COLLECTION, &encode_u64(id + 1))?;
+            let record = CollectionRecord {
+                id: id32,
+                name: name.to_owned(),
+                created_ms: now_ms(),
+                doc_count: 0,
+            };
+            tx.put_collection(&record)?;
+            Ok(record)
+        })
+    }
+
+    pub fn collection(&self, name: &str) -> Result<Option<CollectionRecord>, StoreError> {
+        match self.collections.get(name.as_bytes())? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list_collections(&self) -> Result<Vec<CollectionRecord>, StoreError> {
+        self.collections
+            .iter()
+            .values()
+            .map(|v| Ok(decode(&v?)?))
+            .collect()
+    }
+
+    /// Removes a collection: its record goes in one transaction (so the
+    /// name is free at once), then its documents are swept in batches. A
+    /// sweep cut short by a crash resumes on the next open.
+    pub fn drop_collection(&self, name: &str) -> Result<Option<CollectionRecord>, StoreError> {
+        let dropped = self.transaction(|tx| {
+            let Some(bytes) = tx.collections.remove(name.as_bytes())? else {
+                return Ok(None);
+            };
+            let record: CollectionRecord = decode(&bytes).map_err(abort)?;
+            tx.meta
+                .insert(dropped_key(record.id), record.name.as_bytes())?;
+            Ok(Some(record))
+        })?;
+        if let Some(record) = &dropped {
+            self.flush()?;
+            self.sweep_collection(record.id)?;
+            self.flush()?;
+        }
+        Ok(dropped)
+    }
+
+    fn sweep_collection(&self, collection_id: u32) -> Result<(), StoreError> {
+        let prefix = collection_prefix(collection_id);
+        loop {
+            let keys = self
+                .docs
+                .scan_prefix(prefix)
+                .keys()
+                .take(SWEEP_BATCH)
+                .collect::<Result<Vec<_>, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            self.transaction(|tx| {
+                for key in &keys {
+                    tx.remove_doc(key)?;
+                }
+                Ok(())
+            })?;
+        }
+        self.meta_tree.remove(dropped_key(collection_id))?;
+        Ok(())
+    }
+
+    fn finish_pending_drops(&self) -> Result<(), StoreError> {
+        let pending = self
+            .meta_tree
+            .scan_prefix(DROPPED_PREFIX)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?;
+        for key in pending {
+            let id_bytes: [u8; 4] = key[DROPPED_PREFIX.len()..]
+                .try_into()
+                .map_err(|_| CodecError::BadKey(key.len()))?;
+            let id = u32::from_be_bytes(id_bytes);
+            tracing::info!(
+                collection_id = id,
+                "finishing the sweep of a dropped collection"
+            );
+            self.sweep_collection(id)?;
+        }
+        self.flush()
+    }
+
+    // ---- documents ----
+
+    /// Writes documents into a collection in ONE transaction; each document
+    /// gets its own sequence number. Not durable until [`Store::flush`].
+    pub fn write_docs(
+        &self,
+        collection: &str,
+        writes: &[DocWrite],
+    ) -> Result<(u32, Vec<WriteOutcome>), StoreError> {
+        // Hash blobs outside the transaction (which may be retried).
+        let hashes: Vec<Option<[u8; 32]>> = writes
+            .iter()
+            .map(|w| match &w.content {
+                Some(ContentWrite::Blob { bytes, .. }) => Some(*blake3::hash(bytes).as_bytes()),
+                _ => None,
+            })
+            .collect();
+        self.transaction(|tx| {
+            let mut coll = tx.collection(collection)?;
+            let now = now_ms();
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for (w, hash) in writes.iter().zip(&hashes) {
+                let key = doc_key(coll.id, &w.doc_id);
+                let content = match (&w.content, hash) {
+                    (
+                        Some(ContentWrite::Blob {
+                            bytes,
+                            content_type,
+                        }),
+                        Some(hash),
+                    ) => {
+                        tx.retain_blob(hash, bytes)?;
+                        Some(ContentRef::Blob {
+                            hash: *hash,
+                            len: bytes.len() as u64,
+                            content_type: content_type.clone(),
+                        })
+                    }
+                    (Some(ContentWrite::External { uri, content_type }), _) => {
+                        Some(ContentRef::External {
+                            uri: uri.clone(),
+                            content_type: content_type.clone(),
+                        })
+                    }
+                    _ => None,
+                };
+                // Retain the new blob before releasing the old one, so that
+                // re-writing the same bytes never deletes and re-adds them.
+                let old = tx.remove_doc(&key)?;
+                if old.is_some() && w.generated_id {
+                    return Err(abort(StoreError::IdCollision(w.doc_id.clone())));
+                }
+                if old.is_none() {
+                    coll.doc_count += 1;
+                }
+                let seq = tx.next_seq()?;
+                let record = DocRecord {
+                    id: w.doc_id.clone(),
+                    modality: w.modality,
+                    text: w.text.clone(),
+                    content,
+                    metadata_json: w.metadata_json.clone(),
+                    created_ms: old.as_ref().map_or(now, |o| o.created_ms),
+                    updated_ms: now,
+                    seq,
+                    segments: w.segments.clone(),
+                };
+                tx.docs
+                    .insert(key.as_slice(), encode(&record).map_err(abort)?)?;
+                tx.vectors.insert(key.as_slice(), w.vectors.as_slice())?;
+                tx.log_change(
+                    seq,
+                    &ChangeRecord {
+                        collection_id: coll.id,
+                        doc_id: w.doc_id.clone(),
+                        deleted: false,
+                    },
+                )?;
+                outcomes.push(WriteOutcome {
+                    record,
+                    replaced: old.is_some(),
+                });
+            }
+            tx.put_collection(&coll)?;
+            Ok((coll.id, outcomes))
+        })
+    }
+
+    /// Deletes a document; returns the sequence number of the deletion, or
+    /// `None` when there was no such document. Not durable until flushed.
+    pub fn delete_doc(&self, collection: &str, doc_id: &str) -> Result<Option<Seq>, StoreError> {
+        self.transaction(|tx| {
+            let mut coll = tx.collection(collection)?;
+            let key = doc_key(coll.id, doc_id);
+            if tx.remove_doc(&key)?.is_none() {
+                return Ok(None);
+            }
+            coll.doc_count = coll.doc_count.saturating_sub(1);
+            let seq = tx.next_seq()?;
+            tx.log_change(
+                seq,
+                &ChangeRecord {
+                    collection_id: coll.id,
+                    doc_id: doc_id.to_owned(),
+                    deleted: true,
+                },
+            )?;
+            tx.put_collection(&coll)?;
+            Ok(Some(seq))
+        })
+    }
+
+    pub fn get_doc(
+        &self,
+        collection_id: u32,
+        doc_id: &str,
+    ) -> Result<Option<DocRecord>, StoreError> {
+        match self.docs.get(doc_key(collection_id, doc_id))? {
+            Some(b) => Ok(Some(decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The document's vectors, flattened (primary first).
+    pub fn get_vectors(
+        &self,
+        collection_id: u32,
+        doc_id: &str,
+    ) -> Result<Option<Vec<f32>>, StoreError> {
+        match self.vectors.get(doc_key(collection_id, doc_id))? {
+            Some(b) => Ok(Some(decode_vectors(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record and vectors read in one transaction (a consistent pair even
+    /// while the document is being replaced).
+    pub fn get_doc_with_vectors(
+        &self,
+        collection_id: u32,
+        doc_id: &str,
+    ) -> Result<Option<(DocRecord, Vec<f32>)>, StoreError> {
+        let key = doc_key(collection_id, doc_id);
+        let pair = (&self.docs, &self.vectors)
+            .transaction(|(docs, vectors)| Ok((docs.get(&key)?, vectors.get(&key)?)))
+            .map_err(|e: TransactionError<StoreError>| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
+        match pair {
+            (Some(d), Some(v)) => Ok(Some((decode(&d)?, decode_vectors(&v)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Every document of a collection with its vectors, in key order.
+    pub fn scan_collection(
+        &self,
+        collection_id: u32,
+    ) -> impl Iterator<Item = Result<(DocRecord, Vec<f32>), StoreError>> + '_ {
+        self.docs
+            .scan_prefix(collection_prefix(collection_id))
+            .map(move |item| {
+                let (key, value) = item?;
+                let record: DocRecord = decode(&value)?;
+                let vectors = match self.vectors.get(&key)? {
+                    Some(b) => decode_vectors(&b)?,
+                    None => Vec::new(),
+                };
+                Ok((record, vectors))
+            })
+    }
+
+    pub fn get_blob(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.blobs.get(hash)?.map(|b| b.to_vec()))
+    }
+
+    // ---- change log ----
+
+    /// Change log entries with a sequence number above `after`.
+    pub fn changes_after(
+        &self,
+        after: Seq,
+    ) -> impl Iterator<Item = Result<(Seq, ChangeRecord), StoreError>> + '_ {
+        self.changes
+            .range(seq_key(after.saturating_add(1))..)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((decode_seq_key(&k)?, decode(&v)?))
+            })
+    }
+
+    /// Entries `<=` this sequence number may have been trimmed away; an index
+    /// checkpoint older than it cannot be caught up.
+    pub fn changes_trimmed_upto(&self) -> Result<Seq, StoreError> {
+        Ok(match self.meta_tree.get(KEY_CHANGES_TRIMMED)? {
+            Some(b) => decode_u64(&b)?,
+            None => 0,
+        })
+    }
+
+    /// Forgets change log entries `<= upto` (all indexes are checkpointed
+    /// past them). The watermark is made durable before anything is removed.
+    pub fn trim_changes(&self, upto: Seq) -> Result<(), StoreError> {
+        if upto <= self.changes_trimmed_upto()? {
+            return Ok(());
+        }
+        self.meta_tree
+            .insert(KEY_CHANGES_TRIMMED, &encode_u64(upto))?;
+        self.flush()?;
+        let keys = self
+            .changes
+            .range(..=seq_key(upto))
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?;
+        for chunk in keys.chunks(1024) {
+            let mut batch = sled::Batch::default();
+            chunk.iter().for_each(|k| batch.remove(k));
+            self.changes.apply_batch(batch)?;
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let mut stats = StoreStats {
+            change_log_entries: self.changes.len() as u64,
+            size_on_disk: self.db.size_on_disk()?,
+            ..StoreStats::default()
+        };
+        for item in self.blobs.iter().values() {
+            stats.blobs += 1;
+            stats.blob_bytes += item?.len() as u64;
+        }
+        Ok(stats)
+    }
+}
+
+fn dropped_key(collection_id: u32) -> Vec<u8> {
+    let mut key = DROPPED_PREFIX.to_vec();
+    key.extend_from_slice(&collection_id.to_be_bytes());
+    key
+}
+
+fn check_compatible(
+    dir: &Path,
+    meta: &StoreMeta,
+    model_id: &str,
+    dim: u32,
+    dtype: &str,
+) -> Result<(), StoreError> {
+    if meta.format_version != FORMAT_VERSION {
+        return Err(StoreError::UnsupportedFormat {
+            path: dir.to_path_buf(),
+            found: meta.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if meta.model_id != model_id || meta.dim != dim {
+        return Err(StoreError::IncompatibleModel {
+            path: dir.to_path_buf(),
+            stored_model: meta.model_id.clone(),
+            stored_dim: meta.dim,
+            requested_model: model_id.to_owned(),
+            requested_dim: dim,
+        });
+    }
+    if meta.dtype != dtype {
+        // Same model, other precision: vectors stay comparable (slightly
+        // noisier), so this is worth a warning, not a refusal.
+        tracing::warn!(
+            stored = %meta.dtype,
+            requested = %dtype,
+            "opening a database written with another dtype/quantization of the same model"
+        );
+    }
+    Ok(())
+}
+
+/// 16 bytes that differ between databases: a hash of the path, the time and
+/// the process id (no need for a random number generator).
+fn new_instance_id(dir: &Path) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(dir.as_os_str().as_encoded_bytes());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    id
+}

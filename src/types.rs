@@ -1,0 +1,234 @@
+//! Plain data shared by every layer: document ids, modalities, segment spans,
+//! sequence numbers and vector helpers. Depends on nothing but serde.
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Monotonic sequence number of a committed write (one per document change).
+pub type Seq = u64;
+
+/// Longest accepted document id, in bytes.
+pub const MAX_DOC_ID_BYTES: usize = 512;
+/// Longest accepted collection name, in bytes.
+pub const MAX_COLLECTION_NAME_BYTES: usize = 64;
+
+/// What kind of input a document (and its vector) came from.
+///
+/// The order of the variants is part of the on-disk format (postcard stores
+/// the variant index): append new variants, never reorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Text,
+    Image,
+    Video,
+    Document,
+    /// Text and image embedded together.
+    Fused,
+}
+
+impl Modality {
+    pub const ALL: [Modality; 5] = [
+        Modality::Text,
+        Modality::Image,
+        Modality::Video,
+        Modality::Document,
+        Modality::Fused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Video => "video",
+            Modality::Document => "document",
+            Modality::Fused => "fused",
+        }
+    }
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Modality {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Modality::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown modality {s:?} (expected text, image, video, document or fused)")
+            })
+    }
+}
+
+/// Which part of a document an extra vector describes.
+///
+/// Variant order is part of the on-disk format: append only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Span {
+    /// A time range of a video or audio stream, in seconds.
+    Time { start_s: f64, end_s: f64 },
+    /// A page of a paged document (PDF), 1-based as people count pages.
+    Page { page: u32 },
+    /// A chunk of the document text, as byte offsets `[start, end)`.
+    Bytes { start: u64, end: u64 },
+}
+
+impl Span {
+    /// Checks that the span is well formed (finite, ordered).
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Span::Time { start_s, end_s } => {
+                if !start_s.is_finite() || !end_s.is_finite() || start_s < 0.0 || end_s < start_s {
+                    return Err(format!(
+                        "time span must satisfy 0 <= start_s <= end_s, got {start_s}..{end_s}"
+                    ));
+                }
+            }
+            Span::Page { page } => {
+                if page == 0 {
+                    return Err("page numbers start at 1".into());
+                }
+            }
+            Span::Bytes { start, end } => {
+                if end < start {
+                    return Err(format!("byte span end {end} is before start {start}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The part of a document that matched a query: `index` is the position in
+/// the document's `segments` list. A hit on the primary vector has no segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMatch {
+    pub index: u32,
+    pub span: Span,
+}
+
+/// Checks a user-given document id: 1 to [`MAX_DOC_ID_BYTES`] bytes, no
+/// control characters.
+pub fn validate_doc_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("document id is empty".into());
+    }
+    if id.len() > MAX_DOC_ID_BYTES {
+        return Err(format!(
+            "document id is {} bytes long (at most {MAX_DOC_ID_BYTES})",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("document id {id:?} contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a collection name: 1 to [`MAX_COLLECTION_NAME_BYTES`] of
+/// `[A-Za-z0-9_.-]`, not starting with `.` (names appear in logs and URLs).
+pub fn validate_collection_name(name: &str) -> Result<(), String> {
+    let ok_len = !name.is_empty() && name.len() <= MAX_COLLECTION_NAME_BYTES;
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok_len || !ok_chars || name.starts_with('.') {
+        return Err(format!(
+            "invalid collection name {name:?}: use 1 to {MAX_COLLECTION_NAME_BYTES} characters of A-Z a-z 0-9 _ - . (not starting with .)"
+        ));
+    }
+    Ok(())
+}
+
+/// Scales `v` to unit L2 norm in place. Fails on an empty, all-zero or
+/// non-finite vector (those have no direction to compare).
+pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("vector is empty".into());
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(format!("vector component {i} is not finite ({})", v[i]));
+    }
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return Err("vector has zero length".into());
+    }
+    let inv = (1.0 / norm) as f32;
+    v.iter_mut().for_each(|x| *x *= inv);
+    Ok(())
+}
+
+/// Inner product, written with independent accumulators so the compiler can
+/// vectorise it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_rejects_degenerate_vectors() {
+        assert!(l2_normalize(&mut []).is_err());
+        assert!(l2_normalize(&mut [0.0, 0.0]).is_err());
+        assert!(l2_normalize(&mut [f32::NAN, 1.0]).is_err());
+        let mut v = [3.0, 4.0];
+        l2_normalize(&mut v).unwrap();
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dot_matches_naive() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..19).map(|i| 1.0 - i as f32).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-3);
+    }
+
+    #[test]
+    fn ids_and_names() {
+        assert!(validate_doc_id("a/b c").is_ok());
+        assert!(validate_doc_id("").is_err());
+        assert!(validate_doc_id("a\nb").is_err());
+        assert!(validate_collection_name("my_docs-1.0").is_ok());
+        assert!(validate_collection_name("../x").is_err());
+        assert!(validate_collection_name(".x").is_err());
+        assert_eq!("image".parse::<Modality>().unwrap(), Modality::Image);
+        assert!("sound".parse::<Modality>().is_err());
+    }
+}
