@@ -3,6 +3,7 @@
 //! MLX is not thread-safe and `cargo test` runs tests as threads: every test
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
 mod cli;
+mod cli_db;
 mod config;
 mod db;
 mod engine;
