@@ -38,7 +38,7 @@ pub use embed::{content_info_json, image_content, span_json, ContentDocument};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -122,6 +122,10 @@ pub struct DbOptions {
     /// Write index checkpoints when the `Db` is dropped (default true).
     /// Without, the next open catches up from the change log (or rebuilds).
     pub checkpoint_on_close: bool,
+    /// Checkpoint (in the writer that crosses the mark) after this many
+    /// changes, which also trims the change log; `None`: only on explicit
+    /// `checkpoint` and close. Default 100 000.
+    pub checkpoint_every_changes: Option<u64>,
 }
 
 impl DbOptions {
@@ -132,6 +136,7 @@ impl DbOptions {
             dtype: dtype.into(),
             index: IndexParams::default(),
             checkpoint_on_close: true,
+            checkpoint_every_changes: Some(100_000),
         }
     }
 
@@ -318,6 +323,10 @@ pub struct Db {
     gate: RwLock<()>,
     sequencer: ApplySequencer,
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Sequence number the last successful checkpoint covers.
+    last_checkpoint_seq: AtomicU64,
+    /// A writer is running an automatic checkpoint.
+    auto_checkpointing: AtomicBool,
     closed: AtomicBool,
 }
 
@@ -354,6 +363,8 @@ impl Db {
             gate: RwLock::new(()),
             sequencer: ApplySequencer::default(),
             background: Mutex::new(Vec::new()),
+            last_checkpoint_seq: AtomicU64::new(0),
+            auto_checkpointing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         };
         db.recover_indexes()?;
@@ -521,6 +532,27 @@ impl Db {
             .get(name)
             .cloned()
             .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))
+    }
+
+    /// Checkpoints when `checkpoint_every_changes` changes have piled up
+    /// since the last checkpoint. Called by writers after they released the
+    /// gate; errors are logged (the write itself succeeded).
+    fn maybe_checkpoint(&self) {
+        let Some(every) = self.options.checkpoint_every_changes else {
+            return;
+        };
+        let Ok(last) = self.store.last_seq() else {
+            return;
+        };
+        if last.saturating_sub(self.last_checkpoint_seq.load(Ordering::Relaxed)) < every
+            || self.auto_checkpointing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "automatic checkpoint failed");
+        }
+        self.auto_checkpointing.store(false, Ordering::Release);
     }
 
     /// Starts a background compaction of `index` when its tombstones are

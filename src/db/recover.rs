@@ -4,6 +4,7 @@
 //! another database, stale (older than the trimmed change log, or newer than
 //! the store), or disagrees with the store's document count afterwards.
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +48,7 @@ impl Db {
             indexes.insert(record.name.clone(), Arc::new(index));
         }
         *self.indexes.write() = indexes;
+        self.last_checkpoint_seq.store(trimmed, Ordering::Relaxed);
         self.remove_orphan_checkpoints(&collections);
         if changed {
             // Save the recovery work, so the next open is fast.
@@ -109,16 +111,24 @@ impl Db {
     /// Re-syncs from the store every document the change log says changed
     /// after `since`. Idempotent. Returns how many documents it looked at.
     fn catch_up(&self, index: &CollectionIndex, since: Seq) -> Result<usize> {
-        let mut touched: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
+        // Each changed document once, with the sequence number of its last change.
+        let mut touched: Vec<(String, Seq)> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
         for change in self.store.changes_after(since) {
-            let (_, change) = change?;
-            if change.collection_id == index.collection_id() && seen.insert(change.doc_id.clone()) {
-                touched.push(change.doc_id);
+            let (seq, change) = change?;
+            if change.collection_id != index.collection_id() {
+                continue;
+            }
+            match position.get(&change.doc_id) {
+                Some(&i) => touched[i].1 = seq,
+                None => {
+                    position.insert(change.doc_id.clone(), touched.len());
+                    touched.push((change.doc_id, seq));
+                }
             }
         }
         let mut batch = Vec::new();
-        for id in &touched {
+        for (id, last_change) in &touched {
             match self.store.get_doc_with_vectors(index.collection_id(), id)? {
                 Some((record, vectors)) => {
                     if index.doc_seq(id) != Some(record.seq) {
@@ -126,7 +136,7 @@ impl Db {
                     }
                 }
                 None => {
-                    index.remove(id, Seq::MAX);
+                    index.remove(id, *last_change);
                 }
             }
             if batch.len() >= REBUILD_CHUNK {
@@ -196,7 +206,11 @@ impl Db {
         match first_error {
             // Only when every index is checkpointed past `seq` may the
             // change log before it go.
-            None => Ok(self.store.trim_changes(seq)?),
+            None => {
+                self.store.trim_changes(seq)?;
+                self.last_checkpoint_seq.store(seq, Ordering::Relaxed);
+                Ok(())
+            }
             Some(e) => Err(e.into()),
         }
     }

@@ -107,7 +107,7 @@ impl Db {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut prepared = docs
+        let prepared = docs
             .into_iter()
             .enumerate()
             .map(|(i, doc)| {
@@ -118,6 +118,13 @@ impl Db {
             })
             .collect::<Result<Vec<_>>>()?;
 
+        let ids = self.write_prepared(collection, prepared)?;
+        self.maybe_checkpoint();
+        Ok(ids)
+    }
+
+    fn write_prepared(&self, collection: &str, mut prepared: Vec<Prepared>) -> Result<Vec<String>> {
+        let intent = self.store.begin_write();
         let _gate = self.gate.read();
         let index = self.collection_index(collection)?;
         let mut attempt = 1;
@@ -136,6 +143,7 @@ impl Db {
                 other => break other?,
             }
         };
+        drop(intent);
         let flushed = self.store.flush();
         debug_assert_eq!(collection_id, index.collection_id());
         let index_docs: Vec<IndexDoc> = outcomes
@@ -159,11 +167,21 @@ impl Db {
     /// deletion is on disk and no search can return the document.
     pub fn delete(&self, collection: &str, id: &str) -> Result<bool> {
         validate_doc_id(id).map_err(DbError::BadInput)?;
+        let deleted = self.delete_one(collection, id)?;
+        if deleted {
+            self.maybe_checkpoint();
+        }
+        Ok(deleted)
+    }
+
+    fn delete_one(&self, collection: &str, id: &str) -> Result<bool> {
+        let intent = self.store.begin_write();
         let _gate = self.gate.read();
         let index = self.collection_index(collection)?;
         let (deleted, ticket) = self
             .sequencer
             .commit(|| Ok(self.store.delete_doc(collection, id)?))?;
+        drop(intent);
         let Some(seq) = deleted else {
             return Ok(false);
         };

@@ -77,7 +77,7 @@ impl Default for IndexParams {
         IndexParams {
             max_connections: 16,
             ef_construction: 100,
-            ef_search: 64,
+            ef_search: 100,
             rebuild_tombstone_ratio: 0.2,
             rebuild_min_tombstones: 16,
             exact_max_docs: 2000,
@@ -481,6 +481,18 @@ impl CollectionIndex {
         filter: Option<&Filter>,
         exclude: Option<&str>,
     ) -> IndexSearch {
+        self.search_ef(query, k, filter, exclude, self.params.ef_search)
+    }
+
+    /// [`CollectionIndex::search`] with an explicit search width.
+    pub fn search_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        exclude: Option<&str>,
+        ef_search: usize,
+    ) -> IndexSearch {
         let st = self.state.read();
         if k == 0 || st.docs.is_empty() {
             return IndexSearch::Hits(Vec::new());
@@ -529,16 +541,21 @@ impl CollectionIndex {
                 None => st.labels.get(*label).is_some_and(Option::is_some),
             }
         };
-        let use_filter = allowed.is_some() || st.tombstones > 0;
-        let mut fetch = (k + usize::from(exclude.is_some())).max(1);
+        // Metadata filters go through hnsw_rs's filter hook. Tombstones alone
+        // are filtered afterwards: they are at most ~20% of the points, and
+        // hnsw_rs's filtered walk never stops early (2-3x slower).
+        let mut fetch = k + usize::from(exclude.is_some());
+        if allowed.is_none() && st.tombstones > 0 {
+            let live_fraction = live_labels.max(1) as f64 / st.labels.len().max(1) as f64;
+            fetch = (fetch as f64 / live_fraction).ceil() as usize + 1;
+        }
         loop {
-            let ef = self.params.ef_search.max(fetch);
-            let found = st.graph.search_filter(
-                query,
-                fetch,
-                ef,
-                if use_filter { Some(&accept) } else { None },
-            );
+            let ef = ef_search.max(fetch);
+            let hook: Option<&dyn hnsw_rs::prelude::FilterT> = match allowed {
+                Some(_) => Some(&accept),
+                None => None,
+            };
+            let found = st.graph.search_filter(query, fetch, ef, hook);
             let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
             let mut seen: HashSet<&str> = HashSet::new();
             for n in &found {
@@ -562,7 +579,7 @@ impl CollectionIndex {
                     break;
                 }
             }
-            if hits.len() >= wanted || fetch >= live_labels {
+            if hits.len() >= wanted || fetch >= st.labels.len() {
                 if hits.len() < wanted && filter.is_some() {
                     // The graph walk could not reach enough matching points:
                     // be exact rather than return too few.
@@ -572,7 +589,7 @@ impl CollectionIndex {
                 hits.sort_by(|a, b| b.score.total_cmp(&a.score));
                 return IndexSearch::Hits(hits);
             }
-            fetch = (fetch * 2).min(live_labels.max(1));
+            fetch = (fetch * 2).min(st.labels.len());
         }
     }
 

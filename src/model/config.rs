@@ -153,9 +153,9 @@ impl Qwen2VlConfig {
         let t = &self.text;
         let bad = |m: String| Err(ModelError::Config(m));
         if t.num_attention_heads == 0
-            || t.hidden_size % t.num_attention_heads != 0
+            || !t.hidden_size.is_multiple_of(t.num_attention_heads)
             || t.num_key_value_heads == 0
-            || t.num_attention_heads % t.num_key_value_heads != 0
+            || !t.num_attention_heads.is_multiple_of(t.num_key_value_heads)
         {
             return bad(format!(
                 "inconsistent attention sizes: hidden {} heads {} kv heads {}",
@@ -170,7 +170,10 @@ impl Qwen2VlConfig {
             ));
         }
         let v = &self.vision;
-        if v.num_heads == 0 || v.embed_dim % v.num_heads != 0 || v.head_dim() % 4 != 0 {
+        if v.num_heads == 0
+            || !v.embed_dim.is_multiple_of(v.num_heads)
+            || !v.head_dim().is_multiple_of(4)
+        {
             return bad(format!(
                 "inconsistent vision sizes: embed_dim {} heads {}",
                 v.embed_dim, v.num_heads

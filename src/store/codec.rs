@@ -118,7 +118,7 @@ pub fn encode_vectors(values: &[f32]) -> Vec<u8> {
 }
 
 pub fn decode_vectors(bytes: &[u8]) -> Result<Vec<f32>, CodecError> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(CodecError::BadVectorLength(bytes.len()));
     }
     Ok(bytes

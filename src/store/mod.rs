@@ -140,20 +140,29 @@ pub struct StoreStats {
 }
 
 /// Lets concurrent writers share fsyncs. A writer needs a flush that *starts*
-/// after its transaction committed; if one is already running it waits for it
-/// to end, then either finds that a later flush (started by someone else)
-/// covered it or runs the next one itself, for everybody waiting.
+/// after its transaction committed. The first writer to find no flush under
+/// way becomes the leader: it waits (briefly, bounded by [`GROUP_WAIT`]) for
+/// writers that are already between [`Store::begin_write`] and their commit,
+/// then flushes for everybody. Writers arriving while a flush runs wait for it
+/// to end and are covered by the next one.
 #[derive(Default)]
 struct GroupFlush {
     state: Mutex<FlushState>,
     done: Condvar,
     count: AtomicU64,
+    /// Writers that announced a write and have not committed yet.
+    arriving: AtomicU64,
 }
+
+/// Longest a flush leader waits for writers about to commit.
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[derive(Default)]
 struct FlushState {
-    running: bool,
-    /// Flushes started so far (the generation of the latest one).
+    /// A leader is gathering writers or flushing.
+    leader: bool,
+    /// Flushes started so far (the generation of the latest one); bumped
+    /// right before the leader calls sled's flush, under the lock.
     started: u64,
     /// Generation of the latest finished flush.
     finished: u64,
@@ -164,6 +173,7 @@ struct FlushState {
 impl GroupFlush {
     fn flush(&self, db: &sled::Db) -> Result<(), StoreError> {
         let mut st = self.state.lock();
+        // Any flush that starts from now on covers this writer's commit.
         let needed = st.started + 1;
         loop {
             if st.finished >= needed {
@@ -172,15 +182,18 @@ impl GroupFlush {
                     Some(e) => Err(StoreError::Flush(e.clone())),
                 };
             }
-            if !st.running {
-                st.running = true;
+            if !st.leader {
+                st.leader = true;
+                drop(st);
+                self.gather();
+                st = self.state.lock();
                 st.started += 1;
                 let generation = st.started;
                 drop(st);
                 let result = db.flush();
                 self.count.fetch_add(1, Ordering::Relaxed);
                 st = self.state.lock();
-                st.running = false;
+                st.leader = false;
                 st.finished = generation;
                 st.last_error = result.as_ref().err().map(ToString::to_string);
                 self.done.notify_all();
@@ -188,6 +201,24 @@ impl GroupFlush {
             }
             self.done.wait(&mut st);
         }
+    }
+
+    /// Lets writers that are about to commit do so before the flush.
+    fn gather(&self) {
+        let deadline = std::time::Instant::now() + GROUP_WAIT;
+        while self.arriving.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}
+
+/// Marks a writer between "about to commit" and "committed" (see
+/// [`Store::begin_write`]).
+pub struct WriteIntent<'a>(&'a AtomicU64);
+
+impl Drop for WriteIntent<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -389,6 +420,14 @@ impl Store {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => StoreError::Sled(e),
             })
+    }
+
+    /// Announces a write about to be committed; drop the guard once it is
+    /// (committed or failed). A flush leader waits a little for announced
+    /// writers, so that they share its fsync.
+    pub fn begin_write(&self) -> WriteIntent<'_> {
+        self.group.arriving.fetch_add(1, Ordering::AcqRel);
+        WriteIntent(&self.group.arriving)
     }
 
     /// Makes every committed transaction durable (group commit).

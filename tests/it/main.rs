@@ -5,7 +5,15 @@
 mod cli;
 mod cli_db;
 mod config;
-mod db;
+mod db_api;
+mod db_blobs;
+mod db_common;
+mod db_concurrency;
+mod db_deletes;
+mod db_durability;
+mod db_filters;
+mod db_persistence;
+mod db_recall;
 mod engine;
 mod mlx_smoke;
 mod model_loading;

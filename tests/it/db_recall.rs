@@ -1,14 +1,14 @@
 //! recall@10 of the HNSW index against brute force.
 use std::time::Instant;
 
-use super::common::{brute_force, clustered, ids, load, open, recall};
+use crate::db_common::{brute_force, clustered, ids, load, open, recall};
 
 #[test]
 fn recall_at_10_on_clustered_data() {
     const N: usize = 20_000;
     const DIM: usize = 64;
     const QUERIES: usize = 200;
-    let all = clustered(N + QUERIES, DIM, 100, 7);
+    let all = clustered(N + QUERIES, DIM, 20, 7);
     let (data, queries) = all.split_at(N);
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), DIM);

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use tkr_embed::db::Db;
 use tkr_embed::types::dot;
 
-use super::common::{clustered, doc_id, load, new_doc, open, random_unit};
+use crate::db_common::{clustered, doc_id, load, new_doc, open, random_unit};
 
 const N: usize = 3000;
 const DIM: usize = 32;

@@ -5,7 +5,7 @@ use serde_json::json;
 use tkr_embed::db::{Db, DbError, NewDocument};
 use tkr_embed::types::{Modality, Span};
 
-use super::common::{open, random_unit};
+use crate::db_common::{open, random_unit};
 
 const DIM: usize = 8;
 

@@ -13,7 +13,7 @@ use tkr_embed::db::{Content, ContentData, Db, DbError, NewDocument};
 use tkr_embed::index::IndexParams;
 use tkr_embed::types::Modality;
 
-use super::common::{open, open_with, random_unit};
+use crate::db_common::{open, open_with, random_unit};
 
 #[test]
 fn concurrent_writers_share_flushes() {
@@ -38,8 +38,7 @@ fn concurrent_writers_share_flushes() {
     let flushes = db.flush_count() - before;
     eprintln!("{WRITERS} concurrent writers → {flushes} flushes");
     assert!(flushes >= 1);
-    // Without sharing this would be 64; under a loaded test run ~20 is seen.
-    assert!(flushes <= (WRITERS / 2) as u64, "{flushes} flushes");
+    assert!(flushes <= (WRITERS / 4) as u64, "{flushes} flushes");
     assert_eq!(db.list_collections().unwrap()[0].documents, WRITERS as u64);
     for i in 0..WRITERS {
         let hits = db.search("c", &random_unit(16, i as u64), 1, None).unwrap();
@@ -57,7 +56,7 @@ const PREFIX: &str = "KILLTEST ";
 
 fn kill_params() -> IndexParams {
     IndexParams {
-        ef_search: 200,
+        ef_search: 100,
         ..IndexParams::default()
     }
 }
@@ -171,9 +170,10 @@ struct Acked {
 }
 
 impl Acked {
+    /// Reads one line of the child's output (the test harness may print
+    /// its own text in front of ours on the same line).
     fn read(&mut self, line: &str) {
-        // libtest may print "test NAME ... " on the same line before our first output.
-        let Some(rest) = line.find(PREFIX).map(|at| &line[at + PREFIX.len()..]) else {
+        let Some((_, rest)) = line.split_once(PREFIX) else {
             return;
         };
         let parts: Vec<&str> = rest.split(' ').collect();
@@ -261,7 +261,7 @@ fn acknowledged_writes_survive_sigkill() {
         let child = Command::new(&exe)
             .args([
                 "--exact",
-                "db::durability::kill_child_writer",
+                "db_durability::kill_child_writer",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -291,7 +291,7 @@ fn acknowledged_writes_survive_sigkill() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(10..300)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(10..200)));
         child.0.kill().unwrap(); // SIGKILL
         let status = child.0.wait().unwrap();
         assert!(

@@ -2,7 +2,7 @@
 use tkr_embed::db::{Content, ContentData, ContentInfo, Db, DbError, NewDocument};
 use tkr_embed::types::Modality;
 
-use super::common::{open, random_unit};
+use crate::db_common::{open, random_unit};
 
 fn with_bytes(id: &str, bytes: &[u8], seed: u64) -> NewDocument {
     NewDocument::new(Modality::Image, random_unit(8, seed))

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tkr_embed::db::{Db, DbError, DbOptions};
 
-use super::common::{
+use crate::db_common::{
     brute_force, clustered, doc_id, load, new_doc, open, options, random_unit, MODEL,
 };
 
@@ -94,9 +94,9 @@ fn catch_up_from_the_change_log() {
         // the change log knows about (no checkpoint on close).
         let docs = (1000..1500).map(|i| new_doc(i, &data[i])).collect();
         db.insert_many("c", docs).unwrap();
-        for i in 0..50 {
-            data[i] = random_unit(DIM, 500 + i as u64);
-            db.insert("c", new_doc(i, &data[i])).unwrap();
+        for (i, v) in data.iter_mut().enumerate().take(50) {
+            *v = random_unit(DIM, 500 + i as u64);
+            db.insert("c", new_doc(i, v)).unwrap();
         }
         for i in 1400..1500 {
             db.delete("c", &doc_id(i)).unwrap();
@@ -112,7 +112,7 @@ fn catch_up_from_the_change_log() {
     assert_eq!(everything.len(), 1400);
     assert!(everything
         .iter()
-        .all(|h| super::common::id_index(&h.id) < 1400));
+        .all(|h| crate::db_common::id_index(&h.id) < 1400));
 }
 
 #[test]
@@ -135,7 +135,8 @@ fn bad_checkpoints_lead_to_a_rebuild() {
                 .collect()
         })
         .collect();
-    let damages: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Damage = Box<dyn Fn(&Path)>;
+    let damages: Vec<(&str, Damage)> = vec![
         (
             "truncated manifest",
             Box::new(|d| {
@@ -261,4 +262,44 @@ fn incompatible_model_or_dimension_is_refused() {
     // Another dtype of the same model is accepted (with a warning).
     let db = Db::open(dir.path(), DbOptions::new(MODEL, DIM, "q4")).unwrap();
     assert_eq!(db.stats().unwrap().dtype, "f32");
+}
+
+#[test]
+fn reindex_rebuilds_from_the_store() {
+    let data = clustered(700, DIM, 10, 13);
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), DIM);
+    db.create_collection("c").unwrap();
+    db.create_collection("empty").unwrap();
+    load(&db, "c", &data, 700);
+    db.reindex(Some("c")).unwrap();
+    assert_consistent(&db, &data);
+    db.reindex(None).unwrap();
+    assert_consistent(&db, &data);
+    let e = db.reindex(Some("nope")).unwrap_err();
+    assert!(matches!(e, DbError::UnknownCollection(_)));
+}
+
+#[test]
+fn automatic_checkpoints_bound_the_change_log() {
+    let data = clustered(500, DIM, 10, 14);
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(DIM);
+    opts.checkpoint_every_changes = Some(100);
+    opts.checkpoint_on_close = false;
+    {
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        db.create_collection("c").unwrap();
+        load(&db, "c", &data, 10);
+        let entries = db.stats().unwrap().change_log_entries;
+        assert!(entries < 100, "{entries} change log entries");
+    }
+    // No checkpoint on close, but the automatic one is recent: a short replay.
+    let db = Db::open(dir.path(), opts).unwrap();
+    let index = db.stats().unwrap().collections[0].index.clone();
+    assert!(
+        index.loaded_from_checkpoint && index.replayed_on_open < 100,
+        "{index:?}"
+    );
+    assert_consistent(&db, &data);
 }

@@ -92,7 +92,7 @@ pub fn metadata(i: usize) -> serde_json::Value {
 }
 
 pub fn modality(i: usize) -> Modality {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         Modality::Image
     } else {
         Modality::Text
