@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::{
     config::ConfigSources,
-    db::{ContentDocument, Db, DbOptions, Document, Hit, NewDocument},
+    db::{content_modality, ContentDocument, Db, DbOptions, Document, Hit, NewDocument},
     engine::{EmbedRequest, Engine, ImageData},
     index::Filter,
     types::Modality,
@@ -172,11 +172,9 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             )?,
         };
         ensure_collection(&db, &args.collection)?;
-        let modality = match (&args.text, &args.image) {
-            (Some(_), Some(_)) => Modality::Fused,
-            (None, Some(_)) => Modality::Image,
-            _ => Modality::Text,
-        };
+        // A bare vector counts as text, like a text-only document.
+        let modality =
+            content_modality(args.text.is_some(), args.image.is_some()).unwrap_or(Modality::Text);
         let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
         doc.id = args.id.clone();
         doc.text = args.text.clone();
@@ -290,8 +288,7 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
                 .images
                 .push(ImageData::Encoded(Arc::new(read_file(path)?)));
         }
-        let query = engine.embed(request)?;
-        db.search(&args.collection, &query, args.k, filter.as_ref())?
+        db.search_content(&engine, &args.collection, request, args.k, filter.as_ref())?
     };
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
     if args.json {

@@ -31,27 +31,20 @@ impl Db {
         collection: &str,
         doc: ContentDocument,
     ) -> Result<String> {
-        let modality = match (&doc.text, &doc.image) {
-            (Some(_), Some(_)) => Modality::Fused,
-            (None, Some(_)) => Modality::Image,
-            (Some(_), None) => Modality::Text,
-            (None, None) => {
-                return Err(DbError::BadInput(
-                    "a document needs text or an image".into(),
-                ))
-            }
-        };
+        let modality = content_modality(doc.text.is_some(), doc.image.is_some())
+            .ok_or_else(|| DbError::BadInput("a document needs text or an image".into()))?;
+        let image = doc.image.map(Arc::new);
         let mut request = EmbedRequest::text(doc.text.clone().unwrap_or_default());
-        if let Some(bytes) = &doc.image {
-            request
-                .images
-                .push(ImageData::Encoded(Arc::new(bytes.clone())));
+        if let Some(bytes) = &image {
+            request.images.push(ImageData::Encoded(Arc::clone(bytes)));
         }
         let vector = engine.embed(request)?;
         let mut new = NewDocument::new(modality, vector).with_metadata(doc.metadata);
         new.id = doc.id;
         new.text = doc.text;
-        if let Some(bytes) = doc.image {
+        if let Some(bytes) = image {
+            // The engine has let go of its reference by now: no copy.
+            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
             new = new.with_content(image_content(bytes));
         }
         self.insert(collection, new)
@@ -68,6 +61,17 @@ impl Db {
     ) -> Result<Vec<super::Hit>> {
         let query = engine.embed(request)?;
         self.search(collection, &query, k, filter)
+    }
+}
+
+/// The modality of a document made of text and/or an image: both are one
+/// fused vector; `None` when there is neither.
+pub fn content_modality(has_text: bool, has_image: bool) -> Option<Modality> {
+    match (has_text, has_image) {
+        (true, true) => Some(Modality::Fused),
+        (false, true) => Some(Modality::Image),
+        (true, false) => Some(Modality::Text),
+        (false, false) => None,
     }
 }
 

@@ -105,25 +105,26 @@ fn run_batch(embedder: &Embedder, batch: Vec<Job>, stats: &EngineStats) {
     stats
         .max_batch
         .fetch_max(batch.len() as u64, Ordering::Relaxed);
-    let inputs: Vec<_> = batch.iter().map(|j| j.input.clone()).collect();
+    // Split the jobs instead of copying their inputs (pixel buffers are large).
+    let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.input, j.reply)).unzip();
     match embedder.embed_batch(&inputs) {
         Ok(embeddings) => {
-            for (job, embedding) in batch.into_iter().zip(embeddings) {
-                let _ = job.reply.send(Ok(embedding));
+            for (reply, embedding) in replies.into_iter().zip(embeddings) {
+                let _ = reply.send(Ok(embedding));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            let job = batch.into_iter().next().expect("one job");
-            let _ = job.reply.send(Err(e));
+        Err(e) if inputs.len() == 1 => {
+            let reply = replies.into_iter().next().expect("one job");
+            let _ = reply.send(Err(e));
         }
         Err(e) => {
             // One bad input must not fail its neighbours: retry one by one.
-            tracing::warn!("batch of {} failed ({e}); retrying singly", batch.len());
-            for job in batch {
+            tracing::warn!("batch of {} failed ({e}); retrying singly", inputs.len());
+            for (input, reply) in inputs.iter().zip(replies) {
                 let result = embedder
-                    .embed_batch(std::slice::from_ref(&job.input))
+                    .embed_batch(std::slice::from_ref(input))
                     .map(|mut v| v.remove(0));
-                let _ = job.reply.send(result);
+                let _ = reply.send(result);
             }
         }
     }
