@@ -1,8 +1,10 @@
 //! tkr-embed: an embedded multimodal vector database with a built-in
 //! Ops-MM-embedding-v1 (Qwen2-VL) embedder running on MLX.
 //!
-//! Layers (dependencies point one way): `config`; `model` (the only module
-//! importing mlx-rs); `cli` on top.
+//! Layers (dependencies point one way): `types`, `config`; `model` (the
+//! only module importing mlx-rs); `engine`; `store` (sled); `index`
+//! (HNSW); `db`; `api` (axum, the only module serving HTTP); `cli` on top.
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -33,8 +33,10 @@ fn show_json(loaded: &ConfigSources) -> Value {
         .iter()
         .map(|(k, s)| (k.clone(), Value::String(s.to_string())))
         .collect();
+    let mut config = serde_json::to_value(&loaded.config).expect("Config serializes");
+    redact_secrets(&mut config);
     json!({
-        "config": loaded.config,
+        "config": config,
         "sources": sources,
         "config_file": loaded.config_file,
         "profile": loaded.profile,
@@ -45,8 +47,17 @@ fn show_json(loaded: &ConfigSources) -> Value {
     })
 }
 
+/// API keys are never printed, only how many there are.
+fn redact_secrets(tree: &mut Value) {
+    if let Some(keys) = tree["server"]["api_keys"].as_array_mut() {
+        keys.iter_mut()
+            .for_each(|k| *k = Value::String("<redacted>".into()));
+    }
+}
+
 fn show_text(loaded: &ConfigSources) -> String {
-    let tree = serde_json::to_value(&loaded.config).expect("Config serializes");
+    let mut tree = serde_json::to_value(&loaded.config).expect("Config serializes");
+    redact_secrets(&mut tree);
     let mut out = String::new();
     let file = loaded
         .config_file

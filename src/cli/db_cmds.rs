@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::{
     config::ConfigSources,
-    db::{content_modality, ContentDocument, Db, DbOptions, Document, Hit, NewDocument},
+    db::{content_modality, ContentDocument, Db, DbOptions, Hit, NewDocument},
     engine::{EmbedRequest, Engine, ImageData},
     index::Filter,
     types::Modality,
@@ -109,7 +109,7 @@ fn model_identity(name: &str) -> String {
 }
 
 /// Opens the database for use with the engine's model.
-fn open_with_engine(loaded: &ConfigSources, engine: &Engine) -> anyhow::Result<Db> {
+pub(super) fn open_with_engine(loaded: &ConfigSources, engine: &Engine) -> anyhow::Result<Db> {
     let info = engine.info();
     let options = DbOptions::new(
         model_identity(&loaded.config.model.name),
@@ -225,7 +225,7 @@ pub fn get(args: DocArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             args.collection
         );
     };
-    let v = document_json(&doc);
+    let v = crate::db::document_json(&doc);
     if args.json {
         println!("{v}");
     } else {
@@ -292,7 +292,7 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     };
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
     if args.json {
-        let hits: Vec<Value> = hits.iter().map(hit_json).collect();
+        let hits: Vec<Value> = hits.iter().map(crate::db::hit_json).collect();
         println!("{}", json!({"hits": hits, "took_ms": took_ms}));
     } else {
         print_hits(&hits);
@@ -370,24 +370,6 @@ pub fn reindex(args: ReindexArgs, loaded: &ConfigSources) -> anyhow::Result<()> 
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn document_json(d: &Document) -> Value {
-    json!({
-        "id": d.id, "collection": d.collection, "modality": d.modality.as_str(),
-        "text": d.text, "metadata": d.metadata,
-        "content": d.content.as_ref().map(crate::db::content_info_json),
-        "segments": d.segments.iter().map(crate::db::span_json).collect::<Vec<_>>(),
-        "created_ms": d.created_ms, "updated_ms": d.updated_ms,
-    })
-}
-
-fn hit_json(h: &Hit) -> Value {
-    json!({
-        "id": h.id, "score": h.score, "modality": h.modality.as_str(),
-        "metadata": h.metadata,
-        "segment": h.segment.as_ref().map(|s| crate::db::span_json(&s.span)),
-    })
 }
 
 fn print_hits(hits: &[Hit]) {

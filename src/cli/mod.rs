@@ -2,6 +2,7 @@
 mod config_cmd;
 mod db_cmds;
 mod embed_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 
@@ -88,6 +89,8 @@ pub enum Command {
     Stats(db_cmds::JsonFlag),
     /// Rebuild the search index from the stored documents.
     Reindex(db_cmds::ReindexArgs),
+    /// Serve the HTTP API (embeddings, collections, documents, search).
+    Serve(serve_cmd::ServeArgs),
 }
 
 impl GlobalArgs {
@@ -123,8 +126,10 @@ impl GlobalArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut inputs = cli.global.config_inputs();
-    if let Command::Embed(args) = &cli.command {
-        args.config_flags(&mut inputs.flags);
+    match &cli.command {
+        Command::Embed(args) => args.config_flags(&mut inputs.flags),
+        Command::Serve(args) => args.config_flags(&mut inputs.flags),
+        _ => {}
     }
     let loaded = crate::config::load(&inputs)?;
     init_logging(loaded.config.monitoring.log_level);
@@ -141,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collections { command } => db_cmds::collections(command, &loaded),
         Command::Stats(args) => db_cmds::stats(args, &loaded),
         Command::Reindex(args) => db_cmds::reindex(args, &loaded),
+        Command::Serve(args) => serve_cmd::run(args, &loaded),
     }
 }
 

@@ -87,6 +87,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("TKR_LOG", "monitoring.log_level"),
     ("TKR_MODEL", "model.name"),
     ("TKR_DATA_DIR", "storage.data_dir"),
+    ("TKR_API_KEYS", "server.api_keys"),
 ];
 /// Read by the loader itself rather than mapped onto a field.
 const ENV_CONTROL: &[&str] = &["TKR_CONFIG", "TKR_PROFILE"];
@@ -284,6 +285,14 @@ fn parse_env_value(raw: &str, default: &Value) -> Result<Value, String> {
             .map(Value::from)
             .or_else(|_| raw.trim().parse::<i64>().map(Value::from))
             .map_err(|_| format!("`{raw}` is not a whole number")),
+        // Lists (api_keys) are comma-separated.
+        Value::Array(_) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        )),
         _ => Ok(Value::String(raw.to_owned())),
     }
 }

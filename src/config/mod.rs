@@ -141,6 +141,20 @@ pub struct ProcessingConfig {
     pub max_text_length: usize,
     pub max_video_frames: usize,
     pub video_pooling: VideoPooling,
+    /// Longest video accepted, in seconds.
+    pub max_video_seconds: u64,
+    /// Most pages of a PDF accepted.
+    pub max_pdf_pages: u32,
+    /// Longest side of a rendered PDF page, in pixels (the model resizes
+    /// to at most image_max_pixels anyway).
+    pub pdf_render_max_side: u32,
+    /// Seconds one external tool run (PDF rendering) may take.
+    pub media_timeout_secs: u64,
+    /// Tokens per text chunk (long text is split into overlapping chunks,
+    /// one vector each).
+    pub chunk_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub chunk_overlap_tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -158,6 +172,24 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest decoded image (width × height) accepted, checked before decoding.
     pub max_image_pixels: u64,
+    /// Most inputs in one request (texts of /embed/text, `input` of
+    /// /v1/embeddings).
+    pub max_inputs_per_request: usize,
+    /// API keys accepted as `Authorization: Bearer KEY`; empty = no auth.
+    /// Environment: TKR_SERVER_API_KEYS=key1,key2 (or TKR_API_KEYS).
+    pub api_keys: Vec<String>,
+    /// Seconds a client is told to wait (Retry-After) when the queue is full.
+    pub retry_after_secs: u64,
+    /// Image URLs: allow loopback, private and link-local addresses
+    /// (off: the server cannot be used to reach your internal network).
+    pub allow_private_urls: bool,
+    /// Largest image fetched from a URL, in bytes.
+    pub url_max_bytes: u64,
+    /// Seconds an image URL fetch may take.
+    pub url_timeout_secs: u64,
+    /// Directory from which API requests may name local files
+    /// (`file://` / paths); `null` = no local file access through the API.
+    pub file_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -204,6 +236,12 @@ impl Default for ProcessingConfig {
             max_text_length: 8192,
             max_video_frames: 16,
             video_pooling: VideoPooling::Mean,
+            max_video_seconds: 4 * 3600,
+            max_pdf_pages: 500,
+            pdf_render_max_side: 1600,
+            media_timeout_secs: 60,
+            chunk_tokens: 512,
+            chunk_overlap_tokens: 64,
         }
     }
 }
@@ -218,6 +256,13 @@ impl Default for ServerConfig {
             timeout_secs: 120,
             max_body_bytes: 64 * 1024 * 1024,
             max_image_pixels: 64_000_000,
+            max_inputs_per_request: 256,
+            api_keys: Vec::new(),
+            retry_after_secs: 1,
+            allow_private_urls: false,
+            url_max_bytes: 32 * 1024 * 1024,
+            url_timeout_secs: 10,
+            file_root: None,
         }
     }
 }
@@ -310,6 +355,28 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if p.chunk_tokens < 16 || p.chunk_overlap_tokens >= p.chunk_tokens {
+            return Err(ConfigError::invalid(
+                "processing.chunk_tokens",
+                format!(
+                    "chunk_tokens ({}) must be at least 16 and above chunk_overlap_tokens ({})",
+                    p.chunk_tokens, p.chunk_overlap_tokens
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("processing.max_video_seconds", p.max_video_seconds),
+            ("processing.max_pdf_pages", u64::from(p.max_pdf_pages)),
+            (
+                "processing.pdf_render_max_side",
+                u64::from(p.pdf_render_max_side),
+            ),
+            ("processing.media_timeout_secs", p.media_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(field, "must be at least 1"));
+            }
+        }
         let s = &self.server;
         if s.host.trim().is_empty() {
             return Err(ConfigError::invalid("server.host", "must not be empty"));
@@ -320,10 +387,22 @@ impl Config {
             ("server.timeout_secs", s.timeout_secs),
             ("server.max_body_bytes", s.max_body_bytes as u64),
             ("server.max_image_pixels", s.max_image_pixels),
+            (
+                "server.max_inputs_per_request",
+                s.max_inputs_per_request as u64,
+            ),
+            ("server.url_max_bytes", s.url_max_bytes),
+            ("server.url_timeout_secs", s.url_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
+        }
+        if let Some(i) = s.api_keys.iter().position(|k| k.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "server.api_keys",
+                format!("key {i} is empty (an empty key would let anyone in)"),
+            ));
         }
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid(

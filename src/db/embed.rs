@@ -103,3 +103,24 @@ pub fn span_json(s: &Span) -> Value {
         Span::Bytes { start, end } => json!({"start": start, "end": end}),
     }
 }
+
+/// A stored document as JSON (CLI `get --json`, API `GET …/documents/{id}`).
+pub fn document_json(d: &super::Document) -> Value {
+    json!({
+        "id": d.id, "collection": d.collection, "modality": d.modality.as_str(),
+        "text": d.text, "metadata": d.metadata,
+        "content": d.content.as_ref().map(content_info_json),
+        "segments": d.segments.iter().map(span_json).collect::<Vec<_>>(),
+        "created_ms": d.created_ms, "updated_ms": d.updated_ms,
+    })
+}
+
+/// A search hit as JSON; `segment` is the part of the document that matched
+/// (a time range, a page, a text chunk) or null for the whole document.
+pub fn hit_json(h: &super::Hit) -> Value {
+    json!({
+        "id": h.id, "score": h.score, "modality": h.modality.as_str(),
+        "metadata": h.metadata,
+        "segment": h.segment.as_ref().map(|s| span_json(&s.span)),
+    })
+}

@@ -34,7 +34,10 @@ mod recover;
 mod search;
 mod write;
 
-pub use embed::{content_info_json, content_modality, image_content, span_json, ContentDocument};
+pub use embed::{
+    content_info_json, content_modality, document_json, hit_json, image_content, span_json,
+    ContentDocument,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -44,6 +44,27 @@ impl Db {
         self.search_index(&index, query, k, filter, Some(id))
     }
 
+    /// `Ok` when the collection exists, else [`DbError::UnknownCollection`]
+    /// (lets callers fail before expensive work such as embedding).
+    pub fn check_collection(&self, collection: &str) -> Result<()> {
+        self.collection_index(collection).map(|_| ())
+    }
+
+    /// A stored document's primary vector (unit length).
+    pub fn get_vector(&self, collection: &str, id: &str) -> Result<Option<Vec<f32>>> {
+        let index = self.collection_index(collection)?;
+        let Some(mut vectors) = self.store.get_vectors(index.collection_id(), id)? else {
+            return Ok(None);
+        };
+        if vectors.len() < self.dim() {
+            return Err(DbError::Internal(format!(
+                "stored vectors of {id:?} are truncated"
+            )));
+        }
+        vectors.truncate(self.dim());
+        Ok(Some(vectors))
+    }
+
     fn normalized_query(&self, query: &[f32]) -> Result<Vec<f32>> {
         if query.len() != self.dim() {
             return Err(DbError::WrongDimension {

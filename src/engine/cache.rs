@@ -41,9 +41,17 @@ impl CacheKey {
     }
 }
 
+/// A cached result: the embedding and the prompt's token count (for usage
+/// reports).
+#[derive(Clone)]
+pub struct Cached {
+    pub embedding: Vec<f32>,
+    pub tokens: usize,
+}
+
 /// `capacity` 0 disables caching.
 pub struct EmbeddingCache {
-    entries: Option<LruCache<CacheKey, Vec<f32>>>,
+    entries: Option<LruCache<CacheKey, Cached>>,
 }
 
 impl EmbeddingCache {
@@ -53,13 +61,13 @@ impl EmbeddingCache {
         }
     }
 
-    pub fn get(&mut self, key: &CacheKey) -> Option<Vec<f32>> {
+    pub fn get(&mut self, key: &CacheKey) -> Option<Cached> {
         self.entries.as_mut()?.get(key).cloned()
     }
 
-    pub fn put(&mut self, key: CacheKey, embedding: Vec<f32>) {
+    pub fn put(&mut self, key: CacheKey, value: Cached) {
         if let Some(entries) = self.entries.as_mut() {
-            entries.put(key, embedding);
+            entries.put(key, value);
         }
     }
 }

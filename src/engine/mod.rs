@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::model::{
     preprocess, ComputeType, LoadOptions, ModelError, PreparedInput, Preparer, QuantSpec,
 };
-use cache::{CacheKey, EmbeddingCache};
+use cache::{CacheKey, Cached, EmbeddingCache};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -112,6 +112,26 @@ pub struct EngineStats {
     pub batched_inputs: AtomicU64,
     pub max_batch: AtomicU64,
     pub queue_depth: AtomicU64,
+    /// Batches by size: `batch_sizes[i]` counts batches of at most
+    /// `BATCH_SIZE_BUCKETS[i]` inputs (cumulative, as Prometheus histograms are).
+    pub batch_sizes: [AtomicU64; BATCH_SIZE_BUCKETS.len()],
+}
+
+/// Upper bounds of the batch-size histogram buckets.
+pub const BATCH_SIZE_BUCKETS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+impl EngineStats {
+    fn record_batch(&self, size: usize) {
+        let size = size as u64;
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_inputs.fetch_add(size, Ordering::Relaxed);
+        self.max_batch.fetch_max(size, Ordering::Relaxed);
+        for (bound, count) in BATCH_SIZE_BUCKETS.iter().zip(&self.batch_sizes) {
+            if size <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 struct Job {
@@ -130,12 +150,32 @@ pub struct Engine {
 }
 
 /// A submitted request; wait for it blocking or with `.await`.
-pub enum Pending {
+pub struct Pending {
+    state: PendingState,
+    tokens: usize,
+}
+
+enum PendingState {
     Ready(Result<Vec<f32>, EngineError>),
     Waiting {
         rx: oneshot::Receiver<Result<Vec<f32>, ModelError>>,
         key: CacheKey,
     },
+}
+
+impl Pending {
+    fn ready(result: Result<Vec<f32>, EngineError>, tokens: usize) -> Pending {
+        Pending {
+            state: PendingState::Ready(result),
+            tokens,
+        }
+    }
+
+    /// Tokens of the prompt (text and image placeholders); 0 if it failed
+    /// before tokenization.
+    pub fn prompt_tokens(&self) -> usize {
+        self.tokens
+    }
 }
 
 impl Engine {
@@ -179,23 +219,30 @@ impl Engine {
         let key = CacheKey::new(&self.info, &instruction, &request);
         if let Some(hit) = self.cache.lock().unwrap().get(&key) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Pending::Ready(Ok(hit));
+            return Pending::ready(Ok(hit.embedding), hit.tokens);
         }
         let prepared = self.prepare(&instruction, request);
         let input = match prepared {
             Ok(input) => input,
-            Err(e) => return Pending::Ready(Err(e.into())),
+            Err(e) => return Pending::ready(Err(e.into()), 0),
         };
+        let tokens = input.ids.len();
         let (reply, rx) = oneshot::channel();
         match self.queue.try_send(Job { input, reply }) {
             Ok(()) => {
                 self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-                Pending::Waiting { rx, key }
+                Pending {
+                    state: PendingState::Waiting { rx, key },
+                    tokens,
+                }
             }
-            Err(mpsc::TrySendError::Full(_)) => {
-                Pending::Ready(Err(EngineError::Overloaded(self.config.queue_capacity)))
+            Err(mpsc::TrySendError::Full(_)) => Pending::ready(
+                Err(EngineError::Overloaded(self.config.queue_capacity)),
+                tokens,
+            ),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                Pending::ready(Err(EngineError::Stopped), tokens)
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => Pending::Ready(Err(EngineError::Stopped)),
         }
     }
 
@@ -237,27 +284,34 @@ impl Engine {
 
     /// Blocks until a submitted request is done.
     pub fn wait(&self, pending: Pending) -> Result<Vec<f32>, EngineError> {
-        match pending {
-            Pending::Ready(r) => r,
-            Pending::Waiting { rx, key } => self.finish(key, rx.blocking_recv()),
+        match pending.state {
+            PendingState::Ready(r) => r,
+            PendingState::Waiting { rx, key } => {
+                self.finish(key, pending.tokens, rx.blocking_recv())
+            }
         }
     }
 
     /// Awaits a submitted request (for async callers).
     pub async fn wait_async(&self, pending: Pending) -> Result<Vec<f32>, EngineError> {
-        match pending {
-            Pending::Ready(r) => r,
-            Pending::Waiting { rx, key } => self.finish(key, rx.await),
+        match pending.state {
+            PendingState::Ready(r) => r,
+            PendingState::Waiting { rx, key } => self.finish(key, pending.tokens, rx.await),
         }
     }
 
     fn finish(
         &self,
         key: CacheKey,
+        tokens: usize,
         received: Result<Result<Vec<f32>, ModelError>, oneshot::error::RecvError>,
     ) -> Result<Vec<f32>, EngineError> {
         let embedding = received.map_err(|_| EngineError::Stopped)??;
-        self.cache.lock().unwrap().put(key, embedding.clone());
+        let cached = Cached {
+            embedding: embedding.clone(),
+            tokens,
+        };
+        self.cache.lock().unwrap().put(key, cached);
         Ok(embedding)
     }
 }

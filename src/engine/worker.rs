@@ -98,13 +98,7 @@ fn serve(
 }
 
 fn run_batch(embedder: &Embedder, batch: Vec<Job>, stats: &EngineStats) {
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats
-        .batched_inputs
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    stats
-        .max_batch
-        .fetch_max(batch.len() as u64, Ordering::Relaxed);
+    stats.record_batch(batch.len());
     // Split the jobs instead of copying their inputs (pixel buffers are large).
     let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.input, j.reply)).unzip();
     match embedder.embed_batch(&inputs) {

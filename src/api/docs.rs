@@ -1,0 +1,506 @@
+//! Collections, documents and search.
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::{
+    extract::{Path, Request, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Redirect, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{
+    error::{ApiError, ApiResult},
+    input::{body_bytes, is_json, is_multipart, parse_json, Form},
+    AppState,
+};
+use crate::db::{content_modality, ContentData, Hit, NewDocument};
+use crate::engine::{EmbedRequest, ImageData};
+use crate::index::Filter;
+use crate::types::Modality;
+
+pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let collections = state.with_db(|db| db.list_collections()).await?;
+    let list: Vec<Value> = collections
+        .iter()
+        .map(|c| json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms}))
+        .collect();
+    Ok(Json(json!({"collections": list})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    name: String,
+}
+
+pub async fn create_collection(
+    State(state): State<AppState>,
+    super::input::JsonBody(body): super::input::JsonBody<CreateCollection>,
+) -> ApiResult<impl IntoResponse> {
+    let info = state
+        .with_db(move |db| db.create_collection(&body.name))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"name": info.name, "documents": info.documents, "created_ms": info.created_ms}),
+        ),
+    ))
+}
+
+pub async fn get_collection(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = collection.clone();
+    let collections = state.with_db(|db| db.list_collections()).await?;
+    let c = collections
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or(crate::db::DbError::UnknownCollection(collection))?;
+    Ok(Json(
+        json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms}),
+    ))
+}
+
+pub async fn drop_collection(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let name = collection.clone();
+    let dropped = state.with_db(move |db| db.drop_collection(&name)).await?;
+    if !dropped {
+        return Err(crate::db::DbError::UnknownCollection(collection).into());
+    }
+    Ok(Json(json!({"dropped": collection})))
+}
+
+/// JSON body of `POST /collections/{c}/documents`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct InsertBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    /// Data URL, base64 or http(s) URL.
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    /// A precomputed vector: stored as given, the model is not run.
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+}
+
+/// `POST /collections/{c}/documents`: JSON, or multipart with `file` and
+/// optional `metadata` (JSON), `id` and `text` fields. `201 {"id"}`.
+pub async fn insert(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    request: Request,
+) -> ApiResult<Response> {
+    let body = if is_multipart(&request) {
+        let mut form = Form::read(request, &()).await?;
+        let file = form.take_file()?;
+        let mut metadata: Option<Value> = form.json_field("metadata")?;
+        // Remember the uploaded file's name unless the caller set one.
+        if let (Some(name), None | Some(Value::Object(_))) = (&file.filename, &metadata) {
+            let object = metadata.get_or_insert_with(|| json!({}));
+            if let Some(map) = object.as_object_mut() {
+                map.entry("filename").or_insert_with(|| json!(name));
+            }
+        }
+        InsertParts {
+            id: form.fields.remove("id"),
+            text: form.fields.remove("text"),
+            image: Some(file.data),
+            metadata,
+            vector: None,
+        }
+    } else if is_json(&request) {
+        let bytes = body_bytes(request, &()).await?;
+        let body: InsertBody = parse_json(&bytes)?;
+        let image = match &body.image {
+            Some(source) => Some(state.load_image(source).await?),
+            None => None,
+        };
+        InsertParts {
+            id: body.id,
+            text: body.text,
+            image,
+            metadata: body.metadata,
+            vector: body.vector,
+        }
+    } else {
+        return Err(ApiError::unsupported_media(
+            "expected application/json or multipart/form-data",
+        ));
+    };
+    let metadata = match body.metadata {
+        None | Some(Value::Null) => Value::Null,
+        Some(m @ Value::Object(_)) => m,
+        Some(_) => return Err(ApiError::bad_request("`metadata` must be a JSON object")),
+    };
+    let (id, modality) = if let Some(vector) = body.vector {
+        // A bare vector counts as text, as in the CLI.
+        let modality =
+            content_modality(body.text.is_some(), body.image.is_some()).unwrap_or(Modality::Text);
+        let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
+        doc.id = body.id;
+        doc.text = body.text;
+        if let Some(bytes) = body.image {
+            doc = doc.with_content(crate::db::image_content(bytes));
+        }
+        let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
+        (id, modality)
+    } else {
+        let modality = content_modality(body.text.is_some(), body.image.is_some())
+            .ok_or_else(|| ApiError::bad_request("a document needs `text`, `image` or `vector`"))?;
+        // Check the collection before the (expensive) embedding.
+        let name = collection.clone();
+        state.with_db(move |db| db.check_collection(&name)).await?;
+        let mut request = EmbedRequest::text(body.text.clone().unwrap_or_default());
+        let image = body.image.map(Arc::new);
+        if let Some(bytes) = &image {
+            request.images.push(ImageData::Encoded(Arc::clone(bytes)));
+        }
+        let vector = state.embed_one(request).await?;
+        let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
+        doc.id = body.id;
+        doc.text = body.text;
+        if let Some(bytes) = image {
+            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+            doc = doc.with_content(crate::db::image_content(bytes));
+        }
+        let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
+        (id, modality)
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "modality": modality.as_str()})),
+    )
+        .into_response())
+}
+
+/// What an insert request carries, from JSON or a form.
+struct InsertParts {
+    id: Option<String>,
+    text: Option<String>,
+    image: Option<Vec<u8>>,
+    metadata: Option<Value>,
+    vector: Option<Vec<f32>>,
+}
+
+fn content_url(collection: &str, id: &str) -> String {
+    format!(
+        "/collections/{}/documents/{}/content",
+        collection,
+        percent_encode(id)
+    )
+}
+
+/// Ids may hold any printable characters; URLs need them escaped.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub async fn get_document(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (c, i) = (collection.clone(), id.clone());
+    let doc = state.with_db(move |db| db.get(&c, &i)).await?.ok_or(
+        crate::db::DbError::DocumentNotFound {
+            collection: collection.clone(),
+            id: id.clone(),
+        },
+    )?;
+    let mut value = crate::db::document_json(&doc);
+    if doc.content.is_some() {
+        value["content_url"] = Value::String(content_url(&collection, &id));
+    }
+    Ok(Json(value))
+}
+
+pub async fn get_content(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (c, i) = (collection.clone(), id.clone());
+    let content = state.with_db(move |db| db.get_content(&c, &i)).await?;
+    match content {
+        Some(ContentData::Bytes { data, content_type }) => {
+            Ok(([(header::CONTENT_TYPE, content_type)], data).into_response())
+        }
+        Some(ContentData::External { uri, .. }) if uri.starts_with("http") => {
+            Ok(Redirect::temporary(&uri).into_response())
+        }
+        Some(ContentData::External { uri, .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "content_external",
+            format!("the content of {id:?} is not stored here; it is at {uri}"),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "content_not_found",
+            format!("document {id:?} in {collection:?} has no stored content (or does not exist)"),
+        )),
+    }
+}
+
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (c, i) = (collection.clone(), id.clone());
+    let deleted = state.with_db(move |db| db.delete(&c, &i)).await?;
+    if !deleted {
+        return Err(crate::db::DbError::DocumentNotFound { collection, id }.into());
+    }
+    Ok(Json(json!({"deleted": id})))
+}
+
+/// JSON body of `POST /collections/{c}/search`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    document_id: Option<String>,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default = "default_k")]
+    k: usize,
+    #[serde(default)]
+    filter: Option<Value>,
+    /// Extra fields per hit: metadata (default), text, vector.
+    #[serde(default)]
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+/// Most hits one search may ask for.
+const MAX_K: usize = 1000;
+
+enum Query {
+    Content(EmbedRequest),
+    Document(String),
+    Vector(Vec<f32>),
+}
+
+/// `POST /collections/{c}/search`: JSON, or multipart with an image `file`
+/// and optional `text`, `k`, `filter`, `include` fields.
+pub async fn search(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    request: Request,
+) -> ApiResult<Json<Value>> {
+    let started = Instant::now();
+    let body = if is_multipart(&request) {
+        let mut form = Form::read(request, &()).await?;
+        let file = form.take_file()?;
+        let include = form
+            .fields
+            .get("include")
+            .map(|s| s.split(',').map(|x| x.trim().to_owned()).collect());
+        let mut request = EmbedRequest::text(form.fields.get("text").cloned().unwrap_or_default());
+        request.images.push(ImageData::Encoded(Arc::new(file.data)));
+        request.instruction = form.fields.get("instruction").cloned();
+        let k = form.parsed_field("k")?.unwrap_or_else(default_k);
+        (
+            Query::Content(request),
+            k,
+            form.json_field("filter")?,
+            include,
+        )
+    } else if is_json(&request) {
+        let bytes = body_bytes(request, &()).await?;
+        let body: SearchBody = parse_json(&bytes)?;
+        let given = [
+            body.text.is_some() || body.image.is_some(),
+            body.document_id.is_some(),
+            body.vector.is_some(),
+        ];
+        if given.iter().filter(|&&g| g).count() != 1 {
+            return Err(ApiError::bad_request(
+                "give exactly one query: `text` and/or `image`, `document_id`, or `vector`",
+            ));
+        }
+        let query = if let Some(id) = body.document_id {
+            Query::Document(id)
+        } else if let Some(v) = body.vector {
+            Query::Vector(v)
+        } else {
+            let mut request = EmbedRequest::text(body.text.unwrap_or_default());
+            request.instruction = body.instruction;
+            if let Some(source) = &body.image {
+                let bytes = state.load_image(source).await?;
+                request.images.push(ImageData::Encoded(Arc::new(bytes)));
+            }
+            Query::Content(request)
+        };
+        (query, body.k, body.filter, body.include)
+    } else {
+        return Err(ApiError::unsupported_media(
+            "expected application/json or multipart/form-data",
+        ));
+    };
+    let (query, k, filter, include) = body;
+    if k == 0 || k > MAX_K {
+        return Err(ApiError::bad_request(format!(
+            "k must be 1 to {MAX_K}, got {k}"
+        )));
+    }
+    let include = Include::parse(include)?;
+    let filter = filter
+        .filter(|f| !f.is_null())
+        .map(|f| Filter::from_json(&f))
+        .transpose()
+        .map_err(crate::db::DbError::from)?;
+    let coll = collection.clone();
+    let hits = match query {
+        Query::Content(request) => {
+            // Unknown collection: answer before embedding.
+            let name = collection.clone();
+            state.with_db(move |db| db.check_collection(&name)).await?;
+            let vector = state.embed_one(request).await?;
+            state
+                .with_db(move |db| db.search(&coll, &vector, k, filter.as_ref()))
+                .await?
+        }
+        Query::Document(id) => {
+            state
+                .with_db(move |db| db.search_by_document(&coll, &id, k, filter.as_ref()))
+                .await?
+        }
+        Query::Vector(v) => {
+            state
+                .with_db(move |db| db.search(&coll, &v, k, filter.as_ref()))
+                .await?
+        }
+    };
+    let hits = hits_json(&state, &collection, hits, include).await?;
+    Ok(Json(json!({
+        "hits": hits,
+        "took_ms": started.elapsed().as_secs_f64() * 1e3,
+    })))
+}
+
+#[derive(Clone, Copy)]
+struct Include {
+    metadata: bool,
+    text: bool,
+    vector: bool,
+}
+
+impl Include {
+    fn parse(list: Option<Vec<String>>) -> ApiResult<Include> {
+        let Some(list) = list else {
+            return Ok(Include {
+                metadata: true,
+                text: false,
+                vector: false,
+            });
+        };
+        let mut include = Include {
+            metadata: false,
+            text: false,
+            vector: false,
+        };
+        for item in list {
+            match item.as_str() {
+                "metadata" => include.metadata = true,
+                "text" => include.text = true,
+                "vector" => include.vector = true,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "include: unknown field {other:?} (metadata, text, vector)"
+                    )))
+                }
+            }
+        }
+        Ok(include)
+    }
+}
+
+async fn hits_json(
+    state: &AppState,
+    collection: &str,
+    hits: Vec<Hit>,
+    include: Include,
+) -> ApiResult<Vec<Value>> {
+    let needs_docs = include.text || include.vector;
+    let coll = collection.to_owned();
+    let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+    // Text and vectors live in the store, not the index: one blocking trip.
+    let extras = if needs_docs {
+        state
+            .with_db(move |db| {
+                ids.iter()
+                    .map(|id| {
+                        let text = if include.text {
+                            db.get(&coll, id)?.and_then(|d| d.text)
+                        } else {
+                            None
+                        };
+                        let vector = if include.vector {
+                            db.get_vector(&coll, id)?
+                        } else {
+                            None
+                        };
+                        Ok((text, vector))
+                    })
+                    .collect::<crate::db::Result<Vec<_>>>()
+            })
+            .await?
+    } else {
+        vec![(None, None); hits.len()]
+    };
+    Ok(hits
+        .into_iter()
+        .zip(extras)
+        .map(|(hit, (text, vector))| {
+            let mut v = Map::new();
+            v.insert("id".into(), json!(hit.id));
+            v.insert("score".into(), json!(hit.score));
+            v.insert("modality".into(), json!(hit.modality.as_str()));
+            if include.metadata {
+                v.insert("metadata".into(), Value::Object(hit.metadata));
+            }
+            v.insert(
+                "content_url".into(),
+                json!(content_url(collection, &hit.id)),
+            );
+            if let Some(segment) = &hit.segment {
+                v.insert("segment".into(), crate::db::span_json(&segment.span));
+            }
+            if include.text {
+                v.insert("text".into(), json!(text));
+            }
+            if include.vector {
+                v.insert("vector".into(), json!(vector));
+            }
+            Value::Object(v)
+        })
+        .collect())
+}

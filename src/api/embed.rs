@@ -1,0 +1,270 @@
+//! Embedding routes: OpenAI-compatible `/v1/embeddings` and the seed plan's
+//! `/embed/{text,image,multimodal}`.
+use std::sync::Arc;
+
+use axum::{extract::State, Json};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    error::{ApiError, ApiResult},
+    input::{Form, JsonBody},
+    AppState,
+};
+use crate::engine::{EmbedRequest, ImageData};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiRequest {
+    input: Value,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<Value>,
+    /// Accepted and ignored, as OpenAI clients send it.
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
+}
+
+/// `POST /v1/embeddings`.
+pub async fn openai_embeddings(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<OpenAiRequest>,
+) -> ApiResult<Json<Value>> {
+    if body.dimensions.is_some() {
+        return Err(ApiError::bad_request(
+            "`dimensions` is not supported: this model was not trained for shortened \
+             (matryoshka) embeddings; omit it to get the full vector",
+        ));
+    }
+    let base64_out = match body.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "encoding_format {other:?} is not supported (float or base64)"
+            )))
+        }
+    };
+    let inputs = openai_inputs(&body.input)?;
+    check_count(&state, inputs.len())?;
+    let mut requests = Vec::with_capacity(inputs.len());
+    for (i, input) in inputs.into_iter().enumerate() {
+        requests.push(
+            input
+                .into_request(&state)
+                .await
+                .map_err(|e| e.context(format!("input {i}")))?,
+        );
+    }
+    let results = state.embed(requests).await?;
+    let tokens: usize = results.iter().map(|(_, t)| t).sum();
+    let data: Vec<Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, (vector, _))| {
+            let embedding = if base64_out {
+                Value::String(vector_base64(&vector))
+            } else {
+                json!(vector)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    let _ = body.model; // any model name is accepted; the answer names ours
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": state.model_name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    })))
+}
+
+/// OpenAI's base64 format: the little-endian f32 bytes.
+fn vector_base64(v: &[f32]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// One input of `/v1/embeddings`: text and/or an image reference.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputItem {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    /// A system-turn instruction for this input (e.g. a retrieval task).
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+impl InputItem {
+    async fn into_request(self, state: &AppState) -> ApiResult<EmbedRequest> {
+        if self.text.is_none() && self.image.is_none() {
+            return Err(ApiError::bad_request("needs `text` and/or `image`"));
+        }
+        let mut request = EmbedRequest::text(self.text.unwrap_or_default());
+        request.instruction = self.instruction;
+        if let Some(image) = &self.image {
+            let bytes = state.load_image(image).await?;
+            request.images.push(ImageData::Encoded(Arc::new(bytes)));
+        }
+        Ok(request)
+    }
+}
+
+fn openai_inputs(input: &Value) -> ApiResult<Vec<InputItem>> {
+    let text = |s: &str| InputItem {
+        text: Some(s.to_owned()),
+        image: None,
+        instruction: None,
+    };
+    match input {
+        Value::String(s) => Ok(vec![text(s)]),
+        Value::Array(items) if items.is_empty() => {
+            Err(ApiError::bad_request("`input` is an empty list"))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(text(s)),
+                Value::Object(_) => serde_json::from_value(item.clone()).map_err(|e| {
+                    ApiError::bad_request(format!("input {i}: {e}"))
+                }),
+                Value::Array(_) | Value::Number(_) => Err(ApiError::bad_request(format!(
+                    "input {i}: token arrays are not supported; send text"
+                ))),
+                _ => Err(ApiError::bad_request(format!(
+                    "input {i}: expected a string or an object {{\"text\", \"image\"}}"
+                ))),
+            })
+            .collect(),
+        _ => Err(ApiError::bad_request(
+            "`input` must be a string, a list of strings, or a list of {\"text\", \"image\"} objects",
+        )),
+    }
+}
+
+fn check_count(state: &AppState, n: usize) -> ApiResult<()> {
+    let max = state.config.server.max_inputs_per_request;
+    if n > max {
+        return Err(ApiError::too_large(format!(
+            "{n} inputs in one request; at most {max} (server.max_inputs_per_request)"
+        )));
+    }
+    Ok(())
+}
+
+fn embeddings_response(state: &AppState, vectors: Vec<Vec<f32>>) -> Json<Value> {
+    let dim = state.engine.info().dim;
+    Json(json!({
+        "embeddings": vectors,
+        "shape": [vectors.len(), dim],
+        "model": state.model_name,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextRequest {
+    texts: Vec<String>,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Embeddings are always unit length (the model's recipe ends in an L2
+/// normalisation); say so instead of pretending to skip it.
+fn check_normalize(normalize: bool) -> ApiResult<()> {
+    if normalize {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "normalize=false is not supported: the model's embeddings are L2-normalised by its recipe",
+        ))
+    }
+}
+
+/// `POST /embed/text` `{"texts": [...], "normalize": true}`.
+pub async fn embed_text(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<TextRequest>,
+) -> ApiResult<Json<Value>> {
+    check_normalize(body.normalize)?;
+    if body.texts.is_empty() {
+        return Err(ApiError::bad_request("`texts` is an empty list"));
+    }
+    check_count(&state, body.texts.len())?;
+    let requests = body
+        .texts
+        .into_iter()
+        .map(|t| EmbedRequest {
+            text: t,
+            images: Vec::new(),
+            instruction: body.instruction.clone(),
+        })
+        .collect();
+    let vectors = state
+        .embed(requests)
+        .await?
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    Ok(embeddings_response(&state, vectors))
+}
+
+/// `POST /embed/image`: multipart with a `file` (and optional `text`, fused
+/// with the image).
+pub async fn embed_image(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> ApiResult<Json<Value>> {
+    if !super::input::is_multipart(&request) {
+        return Err(ApiError::unsupported_media(
+            "expected multipart/form-data with a `file` field",
+        ));
+    }
+    let mut form = Form::read(request, &()).await?;
+    let file = form.take_file()?;
+    let mut embed = EmbedRequest::text(form.fields.remove("text").unwrap_or_default());
+    embed.images.push(ImageData::Encoded(Arc::new(file.data)));
+    let vector = state.embed_one(embed).await?;
+    Ok(embeddings_response(&state, vec![vector]))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultimodalRequest {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default, alias = "image")]
+    image_url: Option<String>,
+    #[serde(default)]
+    instruction: Option<String>,
+}
+
+/// `POST /embed/multimodal` `{"text", "image_url"}`: one fused vector.
+pub async fn embed_multimodal(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<MultimodalRequest>,
+) -> ApiResult<Json<Value>> {
+    let item = InputItem {
+        text: body.text,
+        image: body.image_url,
+        instruction: body.instruction,
+    };
+    let request = item.into_request(&state).await?;
+    let vector = state.embed_one(request).await?;
+    Ok(embeddings_response(&state, vec![vector]))
+}

@@ -1,0 +1,362 @@
+//! Where request images come from: data URLs, bare base64, http(s) URLs
+//! (fetched with SSRF guards) and, only when `server.file_root` is set,
+//! local files under that root.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use super::error::{ApiError, ApiResult};
+use crate::config::ServerConfig;
+
+/// Fetches images named in requests.
+pub struct ImageSources {
+    client: reqwest::Client,
+    allow_private: bool,
+    max_bytes: u64,
+    timeout: Duration,
+    file_root: Option<PathBuf>,
+}
+
+impl ImageSources {
+    pub fn new(config: &ServerConfig) -> anyhow::Result<ImageSources> {
+        let allow_private = config.allow_private_urls;
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                return attempt.error("more than 5 redirects");
+            }
+            match check_url(attempt.url(), allow_private) {
+                Ok(()) => attempt.follow(),
+                Err(e) => attempt.error(e.message),
+            }
+        });
+        let timeout = Duration::from_secs(config.url_timeout_secs);
+        let client = reqwest::Client::builder()
+            // Every connection, redirects included, resolves through the
+            // guard, so a name cannot be re-pointed at an internal address
+            // between our check and the connect.
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .redirect(redirect)
+            .no_proxy()
+            .timeout(timeout)
+            .user_agent(concat!("tkr-embed/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let file_root = match &config.file_root {
+            Some(root) => Some(
+                std::fs::canonicalize(root)
+                    .map_err(|e| anyhow::anyhow!("server.file_root {}: {e}", root.display()))?,
+            ),
+            None => None,
+        };
+        Ok(ImageSources {
+            client,
+            allow_private,
+            max_bytes: config.url_max_bytes,
+            timeout,
+            file_root,
+        })
+    }
+
+    /// The bytes of an image given as a data URL, an http(s) URL, a
+    /// `file://` path (under `file_root` only) or bare base64.
+    pub async fn load(&self, source: &str) -> ApiResult<Vec<u8>> {
+        let source = source.trim();
+        if let Some(rest) = source.strip_prefix("data:") {
+            return decode_data_url(rest);
+        }
+        let lower = source.get(..8).unwrap_or(source).to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return self.fetch(source).await;
+        }
+        if lower.starts_with("file://") {
+            return self.read_file(&source[7..]).await;
+        }
+        decode_base64(source).map_err(|_| {
+            ApiError::bad_request(
+                "image must be a data URL (data:image/png;base64,...), base64, or an http(s) URL",
+            )
+        })
+    }
+
+    async fn fetch(&self, url: &str) -> ApiResult<Vec<u8>> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| url_error(format!("invalid image URL {url:?}: {e}")))?;
+        check_url(&parsed, self.allow_private)?;
+        let fail = |e: reqwest::Error| {
+            if e.is_timeout() {
+                url_error(format!(
+                    "fetching {url} took longer than {} s",
+                    self.timeout.as_secs()
+                ))
+            } else {
+                // The guard's refusal surfaces here as a connect error; its
+                // text names the reason.
+                url_error(format!("fetching {url}: {}", error_chain(&e)))
+            }
+        };
+        let mut response = self.client.get(parsed).send().await.map_err(fail)?;
+        if !response.status().is_success() {
+            return Err(url_error(format!(
+                "fetching {url}: the server answered {}",
+                response.status()
+            )));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes)
+        {
+            return Err(self.too_big(url));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fail)? {
+            if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                return Err(self.too_big(url));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn too_big(&self, url: &str) -> ApiError {
+        ApiError::too_large(format!(
+            "the image at {url} is larger than server.url_max_bytes ({} bytes)",
+            self.max_bytes
+        ))
+    }
+
+    async fn read_file(&self, path: &str) -> ApiResult<Vec<u8>> {
+        let Some(root) = &self.file_root else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "file_access_disabled",
+                "reading local files through the API is off (set server.file_root to allow a directory)",
+            ));
+        };
+        let resolved = resolve_under_root(root, Path::new(path))?;
+        let metadata = tokio::fs::metadata(&resolved)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
+        if metadata.len() > self.max_bytes {
+            return Err(ApiError::too_large(format!(
+                "{path} is larger than server.url_max_bytes ({} bytes)",
+                self.max_bytes
+            )));
+        }
+        tokio::fs::read(&resolved)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))
+    }
+}
+
+/// `path` (absolute, or relative to `root`) with symlinks resolved, refused
+/// unless it lies inside `root` (already canonical).
+fn resolve_under_root(root: &Path, path: &Path) -> ApiResult<PathBuf> {
+    let joined = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        root.join(path)
+    };
+    let resolved = std::fs::canonicalize(&joined)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+    if !resolved.starts_with(root) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "outside_file_root",
+            format!("{} is outside server.file_root", path.display()),
+        ));
+    }
+    Ok(resolved)
+}
+
+fn url_error(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "url_fetch_failed", message)
+}
+
+/// reqwest hides the root cause in `source()`; users need it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Scheme and literal-address checks (names are checked by the resolver).
+fn check_url(url: &reqwest::Url, allow_private: bool) -> ApiResult<()> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(url_error(format!(
+            "only http and https image URLs are fetched, not {}:",
+            url.scheme()
+        )));
+    }
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+        None => return Err(url_error(format!("image URL {url} has no host"))),
+    };
+    if let Some(ip) = ip {
+        if !allow_private && !is_public(ip) {
+            return Err(private_error(&ip.to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn private_error(host: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "private_address",
+        format!(
+            "image URL host {host} is a loopback, private or link-local address; \
+             these are refused (server.allow_private_urls)"
+        ),
+    )
+}
+
+/// Whether an address is on the public internet (not loopback, private,
+/// link-local, CGNAT, multicast, unspecified or reserved).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (first & 0xffc0) == 0xfe80) // link-local fe80::/10
+}
+
+/// Resolves names and drops non-public addresses (unless allowed).
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow_private || is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to loopback, private or link-local addresses, \
+                     which are refused (server.allow_private_urls)"
+                )
+                .into());
+            }
+            let addrs: Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+fn decode_data_url(rest: &str) -> ApiResult<Vec<u8>> {
+    let (header, data) = rest
+        .split_once(',')
+        .ok_or_else(|| ApiError::bad_request("data URL has no ',' before its data"))?;
+    if !header.ends_with(";base64") {
+        return Err(ApiError::bad_request(
+            "only base64 data URLs are supported (data:<type>;base64,<data>)",
+        ));
+    }
+    decode_base64(data).map_err(|e| ApiError::bad_request(format!("data URL: invalid base64: {e}")))
+}
+
+/// Standard or URL-safe alphabet, padded or not, whitespace ignored.
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(base64::DecodeError::InvalidLength(0));
+    }
+    let standard = GeneralPurpose::new(&base64::alphabet::STANDARD, lenient);
+    let url_safe = GeneralPurpose::new(&base64::alphabet::URL_SAFE, lenient);
+    standard
+        .decode(&compact)
+        .or_else(|_| url_safe.decode(&compact))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_public_addresses() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn base64_variants() {
+        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(decode_base64("aGVs\nbG8=").unwrap(), b"hello");
+        assert!(decode_base64("not base64!").is_err());
+        assert_eq!(
+            decode_data_url("image/png;base64,aGVsbG8=").unwrap(),
+            b"hello"
+        );
+        assert!(decode_data_url("image/png,hello").is_err());
+    }
+
+    #[test]
+    fn file_root_confinement() {
+        let root = tempfile::tempdir().unwrap();
+        let root_path = std::fs::canonicalize(root.path()).unwrap();
+        std::fs::write(root_path.join("a.png"), b"x").unwrap();
+        assert!(resolve_under_root(&root_path, Path::new("a.png")).is_ok());
+        let escape = resolve_under_root(&root_path, Path::new("../../../../etc/passwd"));
+        assert_eq!(escape.unwrap_err().code, "outside_file_root");
+    }
+}
