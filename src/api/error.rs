@@ -207,3 +207,28 @@ fn status_code_name(status: StatusCode) -> &'static str {
         _ => "internal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_is_503_with_retry_after() {
+        let response = ApiError::from(EngineError::Overloaded(8)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn bad_images_are_400_and_bombs_413() {
+        let e = EngineError::Model(ModelError::Image(PreprocessError::EmptyInput));
+        assert_eq!(ApiError::from(e).status, StatusCode::BAD_REQUEST);
+        let e = EngineError::Model(ModelError::Image(PreprocessError::TooManyPixels {
+            width: 10,
+            height: 10,
+            pixels: 100,
+            max_pixels: 1,
+        }));
+        assert_eq!(ApiError::from(e).status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
