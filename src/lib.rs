@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod engine;
 pub mod index;
+pub mod media;
 pub mod model;
 pub mod store;
 pub mod types;

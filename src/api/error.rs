@@ -139,8 +139,24 @@ impl From<DbError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "collection_exists", message)
             }
             DbError::Engine(engine) => ApiError::from(engine),
+            DbError::Media(media) => ApiError::from(media),
             DbError::Filter(_) => ApiError::bad_request(message).with_code("invalid_filter"),
             other if other.is_bad_input() => ApiError::bad_request(message),
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<crate::media::MediaError> for ApiError {
+    fn from(e: crate::media::MediaError) -> ApiError {
+        use crate::media::MediaError as M;
+        let message = e.to_string();
+        match e {
+            M::TooLarge { .. } | M::TooLong { .. } | M::TooManyPages { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "media_too_large", message)
+            }
+            M::Encrypted { .. } => ApiError::bad_request(message).with_code("encrypted_document"),
+            other if other.is_bad_input() => ApiError::bad_request(message).with_code("invalid_media"),
             _ => ApiError::internal(message),
         }
     }

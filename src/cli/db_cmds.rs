@@ -28,6 +28,10 @@ pub struct InsertArgs {
     /// Image file of the document (with --text: one fused text+image vector).
     #[arg(long, value_name = "PATH")]
     image: Option<PathBuf>,
+    /// Any supported file: image, video (sampled frames), PDF (pages and
+    /// text), .txt/.md/.html (chunked).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["text", "image", "vector"])]
+    file: Option<PathBuf>,
     /// Metadata, a JSON object.
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
@@ -158,7 +162,28 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         Some(m) => parse_json_object(m, "--metadata")?,
         None => Value::Null,
     };
-    let id = if let Some(v) = &args.vector {
+    let id = if let Some(path) = &args.file {
+        let engine = super::start_engine(loaded)?;
+        let db = open_with_engine(loaded, &engine)?;
+        ensure_collection(&db, &args.collection)?;
+        let options = crate::db::files::IngestOptions::from_config(&loaded.config);
+        let bar = super::progress_bar(0, "embedding");
+        let progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        let id = db.insert_file(
+            &engine,
+            &args.collection,
+            path,
+            args.id.clone(),
+            metadata,
+            &options,
+            &progress,
+        )?;
+        bar.finish_and_clear();
+        id
+    } else if let Some(v) = &args.vector {
         let vector = parse_vector(v)?;
         let db = match Db::stored_options(&loaded.config.storage.data_dir)? {
             Some(options) => open(loaded, options)?,
@@ -184,7 +209,7 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         db.insert(&args.collection, doc)?
     } else {
         if args.text.is_none() && args.image.is_none() {
-            bail!("nothing to insert: give --text, --image or --vector");
+            bail!("nothing to insert: give --text, --image, --file or --vector");
         }
         let engine = super::start_engine(loaded)?;
         let db = open_with_engine(loaded, &engine)?;

@@ -2,6 +2,7 @@
 mod config_cmd;
 mod db_cmds;
 mod embed_cmd;
+mod import_cmd;
 mod serve_cmd;
 
 use std::path::PathBuf;
@@ -74,6 +75,8 @@ pub enum Command {
     Embed(embed_cmd::EmbedArgs),
     /// Insert a document (embedded by the model, or with a given vector).
     Insert(db_cmds::InsertArgs),
+    /// Import every image, video, PDF and text file under a directory.
+    Import(import_cmd::ImportArgs),
     /// Show a stored document.
     Get(db_cmds::DocArgs),
     /// Delete a document.
@@ -147,6 +150,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => db_cmds::stats(args, &loaded),
         Command::Reindex(args) => db_cmds::reindex(args, &loaded),
         Command::Serve(args) => serve_cmd::run(args, &loaded),
+        Command::Import(args) => import_cmd::run(args, &loaded),
     }
 }
 

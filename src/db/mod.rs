@@ -30,6 +30,7 @@
 //! - Reads through `get` may see a change slightly before its writer is
 //!   acknowledged (sled makes committed transactions readable at once).
 mod embed;
+pub mod files;
 mod recover;
 mod search;
 mod write;
@@ -77,6 +78,8 @@ pub enum DbError {
     Internal(String),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Media(#[from] crate::media::MediaError),
 }
 
 impl DbError {
@@ -96,6 +99,7 @@ impl DbError {
                 StoreError::IncompatibleModel { .. } | StoreError::UnsupportedFormat { .. }
             ),
             DbError::Engine(e) => e.is_bad_input(),
+            DbError::Media(e) => e.is_bad_input(),
             DbError::Index(_) | DbError::Internal(_) => false,
         }
     }

@@ -205,6 +205,11 @@ impl Engine {
         &self.stats
     }
 
+    /// The model's tokenizer, for chunking text by model tokens.
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        self.preparer.tokenizer()
+    }
+
     pub fn config(&self) -> &EngineConfig {
         &self.config
     }

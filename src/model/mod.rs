@@ -149,6 +149,11 @@ pub struct Preparer {
 }
 
 impl Preparer {
+    /// The model's tokenizer (no prompt template).
+    pub fn tokenizer(&self) -> &tokenizers::Tokenizer {
+        self.tokenizer.tokenizer()
+    }
+
     /// Tokenizes one input: images first, then text, in the Ops-MM prompt.
     pub fn prepare(
         &self,

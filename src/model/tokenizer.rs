@@ -33,6 +33,11 @@ fn build_prompt(
 }
 
 impl PromptTokenizer {
+    /// The underlying tokenizer (e.g. to chunk long text by model tokens).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner
+    }
+
     pub fn from_file(path: &Path, image_pad_id: u32) -> Result<Self, ModelError> {
         let inner = Tokenizer::from_file(path)
             .map_err(|e| ModelError::Tokenizer(format!("cannot load {}: {e}", path.display())))?;

@@ -1,0 +1,441 @@
+//! Files in, documents out: images, videos, PDFs and text files are turned
+//! into one document each — a primary vector plus one vector per video
+//! segment, PDF page or text chunk — using [`crate::media`] to read them
+//! and the engine to embed. Nothing is stored unless every part embedded.
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::{Content, Db, DbError, NewDocument, Result};
+use crate::config::{Config, VideoPooling};
+use crate::engine::{EmbedRequest, Engine, ImageData, Pending};
+use crate::media::{
+    chunk::chunk_text,
+    detect_kind,
+    document::{for_each_page_image, pdf_info, pdf_text, PdfLimits},
+    video::{sample_frames, Sampling, VideoLimits},
+    MediaError, MediaKind, DETECT_HEAD_LEN,
+};
+use crate::types::{l2_normalize, Modality, Span};
+
+/// How files are read and embedded (from the `processing` settings).
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub video: VideoLimits,
+    pub sampling: Sampling,
+    pub pooling: VideoPooling,
+    pub pdf: PdfLimits,
+    pub chunk_tokens: usize,
+    pub chunk_overlap_tokens: usize,
+    /// Files larger than this are referenced by path instead of copied into
+    /// the database (`None`: always copied). Only for files that stay where
+    /// they are (CLI import), never for uploads.
+    pub reference_above_bytes: Option<u64>,
+}
+
+impl IngestOptions {
+    pub fn from_config(config: &Config) -> IngestOptions {
+        let p = &config.processing;
+        IngestOptions {
+            video: VideoLimits {
+                max_frames: p.max_video_frames,
+                max_duration_s: p.max_video_seconds as f64,
+                max_pixels: config.server.max_image_pixels,
+            },
+            sampling: Sampling::Uniform(p.max_video_frames),
+            pooling: p.video_pooling,
+            pdf: PdfLimits {
+                max_pages: p.max_pdf_pages,
+                timeout: std::time::Duration::from_secs(p.media_timeout_secs),
+                render_max_side: p.pdf_render_max_side,
+                ..PdfLimits::default()
+            },
+            chunk_tokens: p.chunk_tokens,
+            chunk_overlap_tokens: p.chunk_overlap_tokens,
+            reference_above_bytes: None,
+        }
+    }
+}
+
+/// Reports progress inside one file: (units done, units in all), where a
+/// unit is a frame, a page or a chunk.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// A file read and embedded, ready to insert (id and metadata still to set).
+pub struct EmbeddedFile {
+    pub kind: MediaKind,
+    pub document: NewDocument,
+    /// What was found: frames, pages, chunks, duration — merged into the
+    /// metadata under `"media"`.
+    pub summary: Value,
+}
+
+/// What a file is, from its first bytes (and extension, for text kinds).
+pub fn file_kind(path: &Path) -> Result<Option<MediaKind>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(DETECT_HEAD_LEN);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(DETECT_HEAD_LEN as u64).read_to_end(&mut head))
+        .map_err(|e| DbError::BadInput(format!("{}: {e}", path.display())))?;
+    Ok(detect_kind(path, &head))
+}
+
+/// Reads and embeds one file of any supported kind.
+pub fn embed_file(
+    engine: &Engine,
+    path: &Path,
+    options: &IngestOptions,
+    progress: Progress<'_>,
+) -> Result<EmbeddedFile> {
+    let kind = file_kind(path)?.ok_or_else(|| {
+        DbError::BadInput(format!(
+            "{}: not a supported file (images, MP4/MOV/MKV/WebM/AVI video, PDF, .txt, .md, .html)",
+            path.display()
+        ))
+    })?;
+    let (document, summary) = match kind {
+        MediaKind::Image => embed_image_file(engine, path)?,
+        MediaKind::Video => embed_video(engine, path, options, progress)?,
+        MediaKind::Pdf => embed_pdf(engine, path, options, progress)?,
+        MediaKind::Text | MediaKind::Markdown | MediaKind::Html => {
+            embed_text_file(engine, path, kind, options, progress)?
+        }
+    };
+    let document = attach_content(document, path, kind, options)?;
+    Ok(EmbeddedFile {
+        kind,
+        document,
+        summary,
+    })
+}
+
+impl Db {
+    /// Embeds a file and inserts it as one document. `metadata` (an object
+    /// or null) gets a `"media"` summary unless it has one.
+    pub fn insert_file(
+        &self,
+        engine: &Engine,
+        collection: &str,
+        path: &Path,
+        id: Option<String>,
+        metadata: Value,
+        options: &IngestOptions,
+        progress: Progress<'_>,
+    ) -> Result<String> {
+        self.check_collection(collection)?;
+        let file = embed_file(engine, path, options, progress)?;
+        let mut document = file.document.with_metadata(merge_summary(metadata, file.summary)?);
+        document.id = id;
+        self.insert(collection, document)
+    }
+}
+
+/// `metadata` with `"media": summary` added (unless already present).
+pub fn merge_summary(metadata: Value, summary: Value) -> Result<Value> {
+    let mut map = match metadata {
+        Value::Null => Map::new(),
+        Value::Object(m) => m,
+        _ => return Err(DbError::BadInput("metadata must be a JSON object".into())),
+    };
+    map.entry("media").or_insert(summary);
+    Ok(Value::Object(map))
+}
+
+fn media_error(e: MediaError) -> DbError {
+    DbError::Media(e)
+}
+
+fn embed_image_file(engine: &Engine, path: &Path) -> Result<(NewDocument, Value)> {
+    let bytes = read(path)?;
+    let vector = engine.embed(EmbedRequest::image(bytes))?;
+    Ok((
+        NewDocument::new(Modality::Image, vector),
+        json!({"kind": "image"}),
+    ))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        media_error(MediaError::Io {
+            path: path.to_owned(),
+            action: "read",
+            source: e,
+        })
+    })
+}
+
+/// Submits every request first (so the engine batches them), then waits in
+/// order, reporting progress.
+fn embed_all(
+    engine: &Engine,
+    requests: Vec<EmbedRequest>,
+    progress: Progress<'_>,
+) -> Result<Vec<Vec<f32>>> {
+    let total = requests.len() as u64;
+    let pending: Vec<Pending> = requests.into_iter().map(|r| engine.submit(r)).collect();
+    let mut out = Vec::with_capacity(pending.len());
+    for (i, p) in pending.into_iter().enumerate() {
+        out.push(engine.wait(p)?);
+        progress(i as u64 + 1, total);
+    }
+    Ok(out)
+}
+
+fn embed_video(
+    engine: &Engine,
+    path: &Path,
+    options: &IngestOptions,
+    progress: Progress<'_>,
+) -> Result<(NewDocument, Value)> {
+    let info = crate::media::video::probe_video(path, &options.video).map_err(media_error)?;
+    let frames = sample_frames(path, options.sampling, &options.video).map_err(media_error)?;
+    if frames.is_empty() {
+        return Err(media_error(MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: "no frames could be sampled".into(),
+        }));
+    }
+    let spans: Vec<Span> = frames
+        .iter()
+        .map(|f| Span::Time {
+            start_s: f.start_s,
+            end_s: f.end_s,
+        })
+        .collect();
+    let times: Vec<f64> = frames.iter().map(|f| f.time_s).collect();
+    let requests = frames
+        .into_iter()
+        .map(|f| EmbedRequest {
+            images: vec![ImageData::Decoded(Arc::new(f.image))],
+            ..EmbedRequest::default()
+        })
+        .collect();
+    let vectors = embed_all(engine, requests, progress)?;
+    let primary = pool(&vectors, options.pooling)?;
+    let mut document = NewDocument::new(Modality::Video, primary);
+    for (span, vector) in spans.into_iter().zip(vectors) {
+        document = document.with_segment(span, vector);
+    }
+    let summary = json!({
+        "kind": "video", "duration_s": info.duration_s, "width": info.width,
+        "height": info.height, "fps": info.fps, "codec": info.codec,
+        "frames": times.len(), "frame_times_s": times,
+        "pooling": pooling_name(options.pooling),
+    });
+    Ok((document, summary))
+}
+
+fn pooling_name(p: VideoPooling) -> &'static str {
+    match p {
+        VideoPooling::Mean => "mean",
+        VideoPooling::Max => "max",
+        VideoPooling::First => "first",
+    }
+}
+
+/// One vector for many (frames, pages, chunks): the mean, the element-wise
+/// max or the first, renormalised to unit length.
+pub fn pool(vectors: &[Vec<f32>], pooling: VideoPooling) -> Result<Vec<f32>> {
+    let first = vectors
+        .first()
+        .ok_or_else(|| DbError::Internal("nothing to pool".into()))?;
+    let mut out = first.clone();
+    match pooling {
+        VideoPooling::First => {}
+        VideoPooling::Mean => {
+            for v in &vectors[1..] {
+                out.iter_mut().zip(v).for_each(|(o, x)| *o += x);
+            }
+        }
+        VideoPooling::Max => {
+            for v in &vectors[1..] {
+                out.iter_mut().zip(v).for_each(|(o, x)| *o = o.max(*x));
+            }
+        }
+    }
+    l2_normalize(&mut out).map_err(|e| DbError::Internal(format!("pooled vector: {e}")))?;
+    Ok(out)
+}
+
+fn embed_pdf(
+    engine: &Engine,
+    path: &Path,
+    options: &IngestOptions,
+    progress: Progress<'_>,
+) -> Result<(NewDocument, Value)> {
+    let info = pdf_info(path, &options.pdf).map_err(media_error)?;
+    let pages_text = pdf_text(path, &options.pdf).map_err(media_error)?;
+    // The document text: pages joined by blank lines; chunk offsets index it.
+    let mut text = String::new();
+    for (i, page) in pages_text.iter().enumerate() {
+        if i > 0 {
+            text.push_str("\n\n");
+        }
+        text.push_str(page.text.trim_end());
+    }
+    let chunks = chunk_text(
+        engine.tokenizer(),
+        &text,
+        options.chunk_tokens,
+        options.chunk_overlap_tokens,
+    )
+    .map_err(media_error)?;
+    let total = u64::from(info.pages) + chunks.len() as u64;
+    // Submit each page as soon as it is rendered: rendering overlaps with
+    // the model working on earlier pages.
+    let mut pending = Vec::with_capacity(info.pages as usize);
+    for_each_page_image(path, &options.pdf, |page, _| {
+        pending.push((
+            page.page,
+            engine.submit(EmbedRequest {
+                images: vec![ImageData::Decoded(Arc::new(page.image))],
+                ..EmbedRequest::default()
+            }),
+        ));
+        Ok(())
+    })
+    .map_err(media_error)?;
+    let mut page_vectors = Vec::with_capacity(pending.len());
+    for (i, (page, p)) in pending.into_iter().enumerate() {
+        page_vectors.push((page, engine.wait(p)?));
+        progress(i as u64 + 1, total);
+    }
+    let done = page_vectors.len() as u64;
+    let chunk_requests = chunks.iter().map(|c| EmbedRequest::text(&c.text)).collect();
+    let chunk_vectors = embed_all(engine, chunk_requests, &|d, _| progress(done + d, total))?;
+
+    let visual: Vec<Vec<f32>> = page_vectors.iter().map(|(_, v)| v.clone()).collect();
+    let primary = pool(&visual, VideoPooling::Mean)?;
+    let mut document = NewDocument::new(Modality::Document, primary);
+    for (page, vector) in page_vectors {
+        document = document.with_segment(Span::Page { page }, vector);
+    }
+    for (chunk, vector) in chunks.iter().zip(chunk_vectors) {
+        let span = Span::Bytes {
+            start: chunk.start as u64,
+            end: chunk.end as u64,
+        };
+        document = document.with_segment(span, vector);
+    }
+    if !text.trim().is_empty() {
+        document = document.with_text(text);
+    }
+    let summary = json!({
+        "kind": "pdf", "pages": info.pages, "title": info.title, "chunks": chunks.len(),
+    });
+    Ok((document, summary))
+}
+
+fn embed_text_file(
+    engine: &Engine,
+    path: &Path,
+    kind: MediaKind,
+    options: &IngestOptions,
+    progress: Progress<'_>,
+) -> Result<(NewDocument, Value)> {
+    let bytes = read(path)?;
+    let raw = String::from_utf8(bytes).map_err(|e| {
+        media_error(MediaError::Unsupported {
+            path: path.to_owned(),
+            reason: format!("not valid UTF-8 text ({e})"),
+        })
+    })?;
+    let text = match kind {
+        MediaKind::Html => crate::media::document::html_to_text(&raw),
+        _ => raw,
+    };
+    let (document, chunks) = embed_long_text(engine, &text, options, progress)?;
+    let summary = json!({
+        "kind": match kind { MediaKind::Html => "html", MediaKind::Markdown => "markdown", _ => "text" },
+        "chunks": chunks,
+    });
+    Ok((document.with_text(text), summary))
+}
+
+/// A text document: one vector when it fits one chunk; otherwise one per
+/// overlapping chunk (with byte offsets) and their mean as the primary.
+pub fn embed_long_text(
+    engine: &Engine,
+    text: &str,
+    options: &IngestOptions,
+    progress: Progress<'_>,
+) -> Result<(NewDocument, usize)> {
+    let chunks = chunk_text(
+        engine.tokenizer(),
+        text,
+        options.chunk_tokens,
+        options.chunk_overlap_tokens,
+    )
+    .map_err(media_error)?;
+    if chunks.is_empty() {
+        return Err(DbError::BadInput("the document has no text".into()));
+    }
+    if chunks.len() == 1 {
+        let vector = engine.embed(EmbedRequest::text(text))?;
+        progress(1, 1);
+        return Ok((NewDocument::new(Modality::Text, vector), 1));
+    }
+    let requests = chunks.iter().map(|c| EmbedRequest::text(&c.text)).collect();
+    let vectors = embed_all(engine, requests, progress)?;
+    let primary = pool(&vectors, VideoPooling::Mean)?;
+    let mut document = NewDocument::new(Modality::Text, primary);
+    for (chunk, vector) in chunks.iter().zip(vectors) {
+        let span = Span::Bytes {
+            start: chunk.start as u64,
+            end: chunk.end as u64,
+        };
+        document = document.with_segment(span, vector);
+    }
+    Ok((document, chunks.len()))
+}
+
+/// The original file as the document's content: copied into the database,
+/// or referenced by path when large and allowed.
+fn attach_content(
+    document: NewDocument,
+    path: &Path,
+    kind: MediaKind,
+    options: &IngestOptions,
+) -> Result<NewDocument> {
+    let len = std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| DbError::BadInput(format!("{}: {e}", path.display())))?;
+    let content_type = content_type(kind, path);
+    if options.reference_above_bytes.is_some_and(|limit| len > limit) {
+        let absolute = std::fs::canonicalize(path)
+            .map_err(|e| DbError::BadInput(format!("{}: {e}", path.display())))?;
+        return Ok(document.with_content(Content::External {
+            uri: format!("file://{}", absolute.display()),
+            content_type: Some(content_type),
+        }));
+    }
+    let data = read(path)?;
+    let content = match kind {
+        MediaKind::Image => super::image_content(data),
+        _ => Content::Bytes { data, content_type },
+    };
+    Ok(document.with_content(content))
+}
+
+fn content_type(kind: MediaKind, path: &Path) -> String {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match kind {
+        MediaKind::Image => "image",
+        MediaKind::Video => match ext.as_deref() {
+            Some("webm") => "video/webm",
+            Some("mkv") => "video/x-matroska",
+            Some("avi") => "video/x-msvideo",
+            Some("mov") => "video/quicktime",
+            _ => "video/mp4",
+        },
+        MediaKind::Pdf => "application/pdf",
+        MediaKind::Text => "text/plain; charset=utf-8",
+        MediaKind::Markdown => "text/markdown; charset=utf-8",
+        MediaKind::Html => "text/html; charset=utf-8",
+    }
+    .to_owned()
+}

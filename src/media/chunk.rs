@@ -1,0 +1,171 @@
+//! Splits long text into overlapping chunks measured in the embedding
+//! model's own tokens, so every chunk fits the model's context exactly
+//! (characters or words are only a guess at the token count).
+
+use tokenizers::Tokenizer;
+
+use super::{MediaError, Result};
+
+/// A piece of the input text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Byte offset of the first byte, on a char boundary.
+    pub start: usize,
+    /// Byte offset one past the last byte, on a char boundary.
+    pub end: usize,
+    /// `&text[start..end]`.
+    pub text: String,
+}
+
+/// Splits `text` into chunks of at most `chunk_tokens` tokens, consecutive
+/// chunks sharing `overlap_tokens` tokens, using `tokenizer`'s offsets
+/// (encoded without special tokens).
+///
+/// Chunks are windows over the token sequence, so together they cover every
+/// token and hence every non-whitespace byte of `text`. A byte-level BPE
+/// may split one character (an emoji, a CJK ideograph) over several tokens;
+/// windows never end or start inside such a character, so a window boundary
+/// can move back by up to three tokens (the chunk is then shorter, and the
+/// overlap with the next one slightly larger). Whitespace-only windows are
+/// dropped; empty or whitespace-only text gives no chunks.
+pub fn chunk_text(
+    tokenizer: &Tokenizer,
+    text: &str,
+    chunk_tokens: usize,
+    overlap_tokens: usize,
+) -> Result<Vec<Chunk>> {
+    if chunk_tokens == 0 || overlap_tokens >= chunk_tokens {
+        return Err(MediaError::InvalidArgument(format!(
+            "chunking needs 0 <= overlap < chunk size, got chunk size {chunk_tokens} and \
+             overlap {overlap_tokens}"
+        )));
+    }
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|e| MediaError::Tokenizer(e.to_string()))?;
+    let offsets = encoding.get_offsets();
+    let windows = token_windows(offsets, chunk_tokens, overlap_tokens);
+    Ok(windows
+        .into_iter()
+        .filter_map(|(first, end)| chunk_of(text, &offsets[first..end]))
+        .collect())
+}
+
+/// Token windows `[first, end)` of at most `size` tokens whose boundaries
+/// fall where a token starts a new character. Each window starts `overlap`
+/// tokens before the previous one ends (moved back to a character start),
+/// or later if that window would bring no new tokens.
+fn token_windows(offsets: &[(usize, usize)], size: usize, overlap: usize) -> Vec<(usize, usize)> {
+    let n = offsets.len();
+    let mut windows = Vec::new();
+    let mut first = 0;
+    while first < n {
+        let end = window_end(offsets, first, size);
+        windows.push((first, end));
+        if end == n {
+            break;
+        }
+        let mut next = end.saturating_sub(overlap).max(first + 1);
+        while next > first + 1 && !starts_char(offsets, next) {
+            next -= 1;
+        }
+        // Guarantees progress: the loop ends at the latest at `next == end`,
+        // whose window always reaches past `end`.
+        while next < end && (!starts_char(offsets, next) || window_end(offsets, next, size) <= end)
+        {
+            next += 1;
+        }
+        first = next;
+    }
+    windows
+}
+
+/// End of the window starting at `first`: `size` tokens on, moved back to a
+/// character start, or forward if one character alone is longer than `size`
+/// tokens (only possible for sizes below 4).
+fn window_end(offsets: &[(usize, usize)], first: usize, size: usize) -> usize {
+    let n = offsets.len();
+    let mut end = (first + size).min(n);
+    while end > first + 1 && !starts_char(offsets, end) {
+        end -= 1;
+    }
+    while !starts_char(offsets, end) {
+        end += 1;
+    }
+    end
+}
+
+/// Whether token `i` begins a new character, i.e. does not share bytes with
+/// the previous token. Tokens of one split character report overlapping (in
+/// practice identical) offsets.
+fn starts_char(offsets: &[(usize, usize)], i: usize) -> bool {
+    i == 0 || i >= offsets.len() || offsets[i].0 >= offsets[i - 1].1
+}
+
+/// The chunk spanned by a window's tokens, or `None` if it is only
+/// whitespace. Offsets are widened to char boundaries defensively: they
+/// come from the tokenizer and a misaligned slice would panic.
+fn chunk_of(text: &str, tokens: &[(usize, usize)]) -> Option<Chunk> {
+    let start = tokens.iter().map(|t| t.0).min()?;
+    let end = tokens.iter().map(|t| t.1).max()?;
+    let start = floor_char_boundary(text, start.min(text.len()));
+    let end = ceil_char_boundary(text, end.min(text.len()));
+    let slice = text.get(start..end)?;
+    if slice.trim().is_empty() {
+        return None;
+    }
+    Some(Chunk {
+        start,
+        end,
+        text: slice.to_owned(),
+    })
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One token per byte of "ab" then a 3-token character, then "c".
+    fn offsets() -> Vec<(usize, usize)> {
+        vec![(0, 1), (1, 2), (2, 6), (2, 6), (2, 6), (6, 7)]
+    }
+
+    #[test]
+    fn windows_plain() {
+        let o: Vec<_> = (0..10).map(|i| (i, i + 1)).collect();
+        assert_eq!(token_windows(&o, 4, 1), vec![(0, 4), (3, 7), (6, 10)]);
+        assert_eq!(token_windows(&o, 5, 0), vec![(0, 5), (5, 10)]);
+        assert_eq!(token_windows(&o, 20, 5), vec![(0, 10)]);
+    }
+
+    #[test]
+    fn windows_do_not_split_characters() {
+        // Size 3 would end after the first token of the split character.
+        assert_eq!(
+            token_windows(&offsets(), 3, 0),
+            vec![(0, 2), (2, 5), (5, 6)]
+        );
+        // A character longer than the window stays whole; no window repeats.
+        assert_eq!(
+            token_windows(&offsets(), 2, 1),
+            vec![(0, 2), (2, 5), (5, 6)]
+        );
+    }
+}
