@@ -16,9 +16,10 @@ use super::{
     input::{body_bytes, is_json, is_multipart, parse_json, Form},
     AppState,
 };
-use crate::db::{content_modality, ContentData, Hit, NewDocument};
+use crate::db::{content_modality, files::IngestOptions, ContentData, Hit, NewDocument};
 use crate::engine::{EmbedRequest, ImageData};
 use crate::index::Filter;
+use crate::media::{detect_kind, MediaKind};
 use crate::types::Modality;
 
 pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<Value>> {
@@ -89,6 +90,9 @@ struct InsertBody {
     /// Data URL, base64 or http(s) URL.
     #[serde(default)]
     image: Option<String>,
+    /// Several images, embedded together with the text into one vector.
+    #[serde(default)]
+    images: Option<Vec<String>>,
     #[serde(default)]
     metadata: Option<Value>,
     /// A precomputed vector: stored as given, the model is not run.
@@ -96,8 +100,9 @@ struct InsertBody {
     vector: Option<Vec<f32>>,
 }
 
-/// `POST /collections/{c}/documents`: JSON, or multipart with `file` and
-/// optional `metadata` (JSON), `id` and `text` fields. `201 {"id"}`.
+/// `POST /collections/{c}/documents`: JSON, or multipart with `file` (an
+/// image, video, PDF or text file) and optional `metadata` (JSON), `id` and
+/// `text` (with an image: fused) fields. `201 {"id", "modality"}`.
 pub async fn insert(
     State(state): State<AppState>,
     Path(collection): Path<String>,
@@ -114,24 +119,47 @@ pub async fn insert(
                 map.entry("filename").or_insert_with(|| json!(name));
             }
         }
+        let name = file.filename.clone().unwrap_or_default();
+        let kind = detect_kind(std::path::Path::new(&name), &file.data);
+        match kind {
+            Some(MediaKind::Image) => {}
+            Some(_) => {
+                if form.fields.contains_key("text") {
+                    return Err(ApiError::bad_request(
+                        "`text` can only be combined with an image file",
+                    ));
+                }
+                let upload = Upload {
+                    name,
+                    data: file.data,
+                };
+                let id = form.fields.remove("id");
+                return insert_media(&state, collection, upload, id, metadata).await;
+            }
+            None => {
+                return Err(ApiError::unsupported_media(format!(
+                    "{name:?} is not a supported file (images, MP4/MOV/MKV/WebM/AVI video, PDF, .txt, .md, .html)"
+                )))
+            }
+        }
         InsertParts {
             id: form.fields.remove("id"),
             text: form.fields.remove("text"),
-            image: Some(file.data),
+            images: vec![file.data],
             metadata,
             vector: None,
         }
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
         let body: InsertBody = parse_json(&bytes)?;
-        let image = match &body.image {
-            Some(source) => Some(state.load_image(source).await?),
-            None => None,
-        };
+        let mut images = Vec::new();
+        for source in body.image.iter().chain(body.images.iter().flatten()) {
+            images.push(state.load_image(source).await?);
+        }
         InsertParts {
             id: body.id,
             text: body.text,
-            image,
+            images,
             metadata: body.metadata,
             vector: body.vector,
         }
@@ -145,34 +173,35 @@ pub async fn insert(
         Some(m @ Value::Object(_)) => m,
         Some(_) => return Err(ApiError::bad_request("`metadata` must be a JSON object")),
     };
+    let has_images = !body.images.is_empty();
     let (id, modality) = if let Some(vector) = body.vector {
         // A bare vector counts as text, as in the CLI.
-        let modality =
-            content_modality(body.text.is_some(), body.image.is_some()).unwrap_or(Modality::Text);
+        let modality = content_modality(body.text.is_some(), has_images).unwrap_or(Modality::Text);
         let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
         doc.id = body.id;
         doc.text = body.text;
-        if let Some(bytes) = body.image {
+        if let Some(bytes) = body.images.into_iter().next() {
             doc = doc.with_content(crate::db::image_content(bytes));
         }
         let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
         (id, modality)
     } else {
-        let modality = content_modality(body.text.is_some(), body.image.is_some())
+        let modality = content_modality(body.text.is_some(), has_images)
             .ok_or_else(|| ApiError::bad_request("a document needs `text`, `image` or `vector`"))?;
         // Check the collection before the (expensive) embedding.
         let name = collection.clone();
         state.with_db(move |db| db.check_collection(&name)).await?;
         let mut request = EmbedRequest::text(body.text.clone().unwrap_or_default());
-        let image = body.image.map(Arc::new);
-        if let Some(bytes) = &image {
+        let images: Vec<Arc<Vec<u8>>> = body.images.into_iter().map(Arc::new).collect();
+        for bytes in &images {
             request.images.push(ImageData::Encoded(Arc::clone(bytes)));
         }
         let vector = state.embed_one(request).await?;
         let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
         doc.id = body.id;
         doc.text = body.text;
-        if let Some(bytes) = image {
+        // The first image is the stored content (a document holds one blob).
+        if let Some(bytes) = images.into_iter().next() {
             let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
             doc = doc.with_content(crate::db::image_content(bytes));
         }
@@ -190,9 +219,88 @@ pub async fn insert(
 struct InsertParts {
     id: Option<String>,
     text: Option<String>,
-    image: Option<Vec<u8>>,
+    images: Vec<Vec<u8>>,
     metadata: Option<Value>,
     vector: Option<Vec<f32>>,
+}
+
+/// An uploaded file: FFmpeg and poppler read files, so it goes to a
+/// temporary file (named like the upload, for the text kinds' extension).
+pub struct Upload {
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+impl Upload {
+    pub fn to_temp_file(&self) -> ApiResult<tempfile::NamedTempFile> {
+        let suffix = std::path::Path::new(&self.name)
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
+        let mut file = tempfile::Builder::new()
+            .prefix("tkr-upload-")
+            .suffix(&suffix)
+            .tempfile()
+            .map_err(|e| ApiError::internal(format!("temporary file: {e}")))?;
+        std::io::Write::write_all(&mut file, &self.data)
+            .map_err(|e| ApiError::internal(format!("temporary file: {e}")))?;
+        Ok(file)
+    }
+
+    /// Error messages name the file they are about; for an upload that is
+    /// the client's file name, not our temporary copy.
+    pub fn rename_in(&self, mut error: ApiError, temp: &std::path::Path) -> ApiError {
+        let name = if self.name.is_empty() {
+            "the upload"
+        } else {
+            &self.name
+        };
+        error.message = error.message.replace(&temp.display().to_string(), name);
+        error
+    }
+}
+
+/// A video, PDF or text upload: read, embedded part by part and inserted as
+/// one document, on the blocking pool.
+async fn insert_media(
+    state: &AppState,
+    collection: String,
+    upload: Upload,
+    id: Option<String>,
+    metadata: Option<Value>,
+) -> ApiResult<Response> {
+    let name = collection.clone();
+    state.with_db(move |db| db.check_collection(&name)).await?;
+    let options = IngestOptions::from_config(&state.config);
+    let engine = Arc::clone(&state.engine);
+    let metadata = metadata.unwrap_or(Value::Null);
+    let (id, modality) = state
+        .with_db(move |db| {
+            let file = upload
+                .to_temp_file()
+                .map_err(|e| crate::db::DbError::Internal(e.message))?;
+            let inserted = db.insert_file(
+                &engine,
+                &collection,
+                file.path(),
+                id,
+                metadata,
+                &options,
+                &|_, _| {},
+            );
+            let id = match inserted {
+                Ok(id) => id,
+                Err(e) => return Ok(Err(upload.rename_in(ApiError::from(e), file.path()))),
+            };
+            let modality = db.get(&collection, &id)?.map(|d| d.modality);
+            Ok(Ok((id, modality)))
+        })
+        .await??;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "modality": modality.map(|m| m.as_str())})),
+    )
+        .into_response())
 }
 
 fn content_url(collection: &str, id: &str) -> String {

@@ -98,6 +98,9 @@ struct InputItem {
     text: Option<String>,
     #[serde(default)]
     image: Option<String>,
+    /// Several images, embedded together (with the text) into one vector.
+    #[serde(default)]
+    images: Option<Vec<String>>,
     /// A system-turn instruction for this input (e.g. a retrieval task).
     #[serde(default)]
     instruction: Option<String>,
@@ -105,12 +108,17 @@ struct InputItem {
 
 impl InputItem {
     async fn into_request(self, state: &AppState) -> ApiResult<EmbedRequest> {
-        if self.text.is_none() && self.image.is_none() {
+        let images: Vec<String> = self
+            .image
+            .into_iter()
+            .chain(self.images.into_iter().flatten())
+            .collect();
+        if self.text.is_none() && images.is_empty() {
             return Err(ApiError::bad_request("needs `text` and/or `image`"));
         }
         let mut request = EmbedRequest::text(self.text.unwrap_or_default());
         request.instruction = self.instruction;
-        if let Some(image) = &self.image {
+        for image in &images {
             let bytes = state.load_image(image).await?;
             request.images.push(ImageData::Encoded(Arc::new(bytes)));
         }
@@ -122,6 +130,7 @@ fn openai_inputs(input: &Value) -> ApiResult<Vec<InputItem>> {
     let text = |s: &str| InputItem {
         text: Some(s.to_owned()),
         image: None,
+        images: None,
         instruction: None,
     };
     match input {
@@ -262,9 +271,101 @@ pub async fn embed_multimodal(
     let item = InputItem {
         text: body.text,
         image: body.image_url,
+        images: None,
         instruction: body.instruction,
     };
     let request = item.into_request(&state).await?;
     let vector = state.embed_one(request).await?;
     Ok(embeddings_response(&state, vec![vector]))
+}
+
+/// `POST /embed/video`: multipart `file` (+ `max_frames`, `fps`, `pooling`)
+/// → the pooled vector and one vector per sampled segment.
+pub async fn embed_video(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> ApiResult<Json<Value>> {
+    use crate::config::VideoPooling;
+    use crate::db::files::{embed_file, IngestOptions};
+    use crate::media::{video::Sampling, MediaKind};
+    use crate::types::Span;
+
+    if !super::input::is_multipart(&request) {
+        return Err(ApiError::unsupported_media(
+            "expected multipart/form-data with a `file` field",
+        ));
+    }
+    let mut form = Form::read(request, &()).await?;
+    let file = form.take_file()?;
+    let mut options = IngestOptions::from_config(&state.config);
+    let limit = options.video.max_frames;
+    if let Some(n) = form.parsed_field::<usize>("max_frames")? {
+        if n == 0 || n > limit {
+            return Err(ApiError::bad_request(format!(
+                "max_frames must be 1 to {limit} (processing.max_video_frames)"
+            )));
+        }
+        options.video.max_frames = n;
+        options.sampling = Sampling::Uniform(n);
+    }
+    if let Some(fps) = form.parsed_field::<f64>("fps")? {
+        if !(fps.is_finite() && fps > 0.0 && fps <= 60.0) {
+            return Err(ApiError::bad_request("fps must be above 0 and at most 60"));
+        }
+        options.sampling = Sampling::Fps(fps);
+    }
+    if let Some(p) = form.fields.get("pooling") {
+        options.pooling = match p.as_str() {
+            "mean" => VideoPooling::Mean,
+            "max" => VideoPooling::Max,
+            "first" => VideoPooling::First,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "pooling {other:?} is not one of mean, max, first"
+                )))
+            }
+        };
+    }
+    let upload = super::docs::Upload {
+        name: file.filename.unwrap_or_else(|| "upload.mp4".into()),
+        data: file.data,
+    };
+    let engine = Arc::clone(&state.engine);
+    let embedded = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let temp = upload.to_temp_file()?;
+        let kind = crate::db::files::file_kind(temp.path())?;
+        if kind != Some(MediaKind::Video) {
+            return Err(ApiError::bad_request(
+                "the file is not a video (MP4/MOV, Matroska/WebM or AVI)",
+            )
+            .with_code("invalid_media"));
+        }
+        embed_file(&engine, temp.path(), &options, &|_, _| {})
+            .map_err(|e| upload.rename_in(ApiError::from(e), temp.path()))
+    })
+    .await??;
+    let times = embedded.summary["frame_times_s"].clone();
+    let segments: Vec<Value> = embedded
+        .document
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, seg)| {
+            let (start_s, end_s) = match seg.span {
+                Span::Time { start_s, end_s } => (start_s, end_s),
+                _ => (0.0, 0.0),
+            };
+            json!({"start_s": start_s, "end_s": end_s, "time_s": times[i],
+                   "embedding": seg.vector})
+        })
+        .collect();
+    let dim = state.engine.info().dim;
+    Ok(Json(json!({
+        "embeddings": [embedded.document.vector],
+        "shape": [1, dim],
+        "model": state.model_name,
+        "segments": segments,
+        "duration_s": embedded.summary["duration_s"],
+        "pooling": embedded.summary["pooling"],
+    })))
 }

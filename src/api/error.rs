@@ -113,7 +113,7 @@ fn model_error(e: &ModelError, message: String) -> ApiError {
 }
 
 impl ApiError {
-    fn with_code(mut self, code: &'static str) -> ApiError {
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
         self.code = code;
         self
     }
@@ -156,7 +156,9 @@ impl From<crate::media::MediaError> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "media_too_large", message)
             }
             M::Encrypted { .. } => ApiError::bad_request(message).with_code("encrypted_document"),
-            other if other.is_bad_input() => ApiError::bad_request(message).with_code("invalid_media"),
+            other if other.is_bad_input() => {
+                ApiError::bad_request(message).with_code("invalid_media")
+            }
             _ => ApiError::internal(message),
         }
     }

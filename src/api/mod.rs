@@ -154,6 +154,7 @@ pub fn app(state: AppState) -> Router {
         .route("/embed/text", post(embed::embed_text))
         .route("/embed/image", post(embed::embed_image))
         .route("/embed/multimodal", post(embed::embed_multimodal))
+        .route("/embed/video", post(embed::embed_video))
         .route(
             "/collections",
             get(docs::list_collections).post(docs::create_collection),

@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/embed/text"),
     ("post", "/embed/image"),
     ("post", "/embed/multimodal"),
+    ("post", "/embed/video"),
     ("get", "/collections"),
     ("post", "/collections"),
     ("get", "/collections/{collection}"),
@@ -78,6 +79,11 @@ pub fn document() -> Value {
         "/embed/multimodal": {"post": op("Embed text and an image together (one vector)",
             Some(json_body(json!({"type": "object", "properties": {
                 "text": {"type": "string"}, "image_url": image_ref}}))), ok("embeddings"))},
+        "/embed/video": {"post": op("Embed a video: sampled frames, one vector per segment, and a pooled vector",
+            Some(json!({"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}, "max_frames": {"type": "integer"},
+                "fps": {"type": "number"}, "pooling": {"enum": ["mean", "max", "first"]}}}}}})),
+            ok("{\"embeddings\", \"shape\", \"model\", \"segments\": [{\"start_s\", \"end_s\", \"time_s\", \"embedding\"}], \"duration_s\"}"))},
         "/collections": {
             "get": op("List collections", None, ok("collections")),
             "post": op("Create a collection", Some(json_body(json!({"type": "object",
@@ -93,7 +99,7 @@ pub fn document() -> Value {
                     "id": {"type": "string"}, "text": {"type": "string"}, "image": image_ref,
                     "metadata": {"type": "object"}, "vector": {"type": "array", "items": {"type": "number"}}}}},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {
-                    "file": {"type": "string", "format": "binary"}, "metadata": {"type": "string"},
+                    "file": {"type": "string", "format": "binary", "description": "image, video, PDF, .txt/.md/.html"}, "metadata": {"type": "string"},
                     "id": {"type": "string"}, "text": {"type": "string"}}}}}})),
             json!({"201": {"description": "{\"id\", \"modality\"}"}, "4XX": {"$ref": "#/components/responses/Error"}}))},
         "/collections/{collection}/documents/{id}": {

@@ -61,7 +61,11 @@ pub fn run(args: ImportArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     let (files, unsupported) = discover(&args.dir)?;
     let engine = super::start_engine(loaded)?;
     let db = super::db_cmds::open_with_engine(loaded, &engine)?;
-    if !db.list_collections()?.iter().any(|c| c.name == args.collection) {
+    if !db
+        .list_collections()?
+        .iter()
+        .any(|c| c.name == args.collection)
+    {
         db.create_collection(&args.collection)?;
     }
     let mut options = IngestOptions::from_config(&loaded.config);
@@ -159,7 +163,8 @@ fn discover(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
 /// Regular files, recursively; hidden entries and symlinked directories
 /// are skipped (no loops, no surprises outside the tree).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with('.') {

@@ -125,7 +125,9 @@ impl Db {
     ) -> Result<String> {
         self.check_collection(collection)?;
         let file = embed_file(engine, path, options, progress)?;
-        let mut document = file.document.with_metadata(merge_summary(metadata, file.summary)?);
+        let mut document = file
+            .document
+            .with_metadata(merge_summary(metadata, file.summary)?);
         document.id = id;
         self.insert(collection, document)
     }
@@ -402,7 +404,10 @@ fn attach_content(
         .map(|m| m.len())
         .map_err(|e| DbError::BadInput(format!("{}: {e}", path.display())))?;
     let content_type = content_type(kind, path);
-    if options.reference_above_bytes.is_some_and(|limit| len > limit) {
+    if options
+        .reference_above_bytes
+        .is_some_and(|limit| len > limit)
+    {
         let absolute = std::fs::canonicalize(path)
             .map_err(|e| DbError::BadInput(format!("{}: {e}", path.display())))?;
         return Ok(document.with_content(Content::External {

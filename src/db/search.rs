@@ -50,6 +50,23 @@ impl Db {
         self.collection_index(collection).map(|_| ())
     }
 
+    /// All of a stored document's vectors: the primary first, then one per
+    /// segment in the order of `Document::segments` (unit length).
+    pub fn get_vectors(&self, collection: &str, id: &str) -> Result<Option<Vec<Vec<f32>>>> {
+        let index = self.collection_index(collection)?;
+        let Some(flat) = self.store.get_vectors(index.collection_id(), id)? else {
+            return Ok(None);
+        };
+        if flat.is_empty() || flat.len() % self.dim() != 0 {
+            return Err(DbError::Internal(format!(
+                "stored vectors of {id:?} have {} values, not a multiple of {}",
+                flat.len(),
+                self.dim()
+            )));
+        }
+        Ok(Some(flat.chunks(self.dim()).map(<[f32]>::to_vec).collect()))
+    }
+
     /// A stored document's primary vector (unit length).
     pub fn get_vector(&self, collection: &str, id: &str) -> Result<Option<Vec<f32>>> {
         let index = self.collection_index(collection)?;

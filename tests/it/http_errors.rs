@@ -48,7 +48,7 @@ fn bad_input_is_a_json_4xx_and_nothing_is_stored() {
         file_part(b"just some text, not an image".to_vec(), "notes.png"),
     );
     let r = s.post_form(docs, form);
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.json);
     // Not base64 / not a URL.
     let r = s.post_json(docs, &json!({"image": "%%% not an image reference %%%"}));
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

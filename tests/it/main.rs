@@ -4,6 +4,7 @@
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
 mod cli;
 mod cli_db;
+mod cli_import;
 mod config;
 mod db_api;
 mod db_blobs;
@@ -18,9 +19,11 @@ mod engine;
 mod http_api;
 mod http_common;
 mod http_errors;
+mod http_media;
 mod media_chunk;
 mod media_detect;
 mod media_document;
+mod media_ingest;
 mod media_video;
 mod mlx_smoke;
 mod model_loading;

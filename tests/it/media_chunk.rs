@@ -5,7 +5,10 @@ use tkr_embed::media::MediaError;
 use tokenizers::Tokenizer;
 
 /// Integration note: point this at the main project's fixture path.
-const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2vl-tiny/model/tokenizer.json");
+const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/qwen2vl-tiny/model/tokenizer.json"
+);
 
 fn tokenizer() -> Tokenizer {
     Tokenizer::from_file(TOKENIZER).unwrap()

@@ -1,0 +1,162 @@
+//! Media over HTTP: video and PDF uploads become documents whose hits name
+//! the segment (time range, page); `/embed/video`; fused multi-image
+//! documents; bad media answered 4xx with the server still up.
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::http_common::{data_url, file_part, floats, image_bytes, test_config, TestServer};
+use crate::media_ingest::media;
+use crate::model_parity::max_abs_diff;
+
+fn upload(s: &TestServer, path: &str, name: &str, id: &str) -> crate::http_common::Response {
+    let bytes = std::fs::read(media(name)).unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("file", file_part(bytes, name))
+        .text("id", id.to_owned());
+    s.post_form(path, form)
+}
+
+#[test]
+fn video_and_pdf_uploads_report_their_segments() {
+    let mut config = test_config();
+    config.processing.max_video_frames = 4;
+    config.processing.pdf_render_max_side = 100;
+    let s = TestServer::with_config(config);
+    s.create_collection("m");
+    let r = upload(&s, "/collections/m/documents", "video.mp4", "clip");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["modality"], "video");
+    let r = upload(&s, "/collections/m/documents", "three_pages.pdf", "doc");
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["modality"], "document");
+
+    let doc = s.get("/collections/m/documents/clip").json;
+    assert_eq!(doc["segments"].as_array().unwrap().len(), 4);
+    assert_eq!(doc["metadata"]["filename"], "video.mp4");
+    let content = s.get("/collections/m/documents/clip/content");
+    assert_eq!(content.headers["content-type"], "video/mp4");
+    assert_eq!(content.bytes, std::fs::read(media("video.mp4")).unwrap());
+
+    // /embed/video: the same frames, with times.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            file_part(std::fs::read(media("video.mp4")).unwrap(), "v.mp4"),
+        )
+        .text("max_frames", "4")
+        .text("pooling", "mean");
+    let r = s.post_form("/embed/video", form);
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["shape"], json!([1, 64]));
+    assert_eq!(r.json["duration_s"], 4.0);
+    let segments = r.json["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), 4);
+    for (i, seg) in segments.iter().enumerate() {
+        assert_eq!(seg["start_s"], i as f64);
+        assert_eq!(seg["end_s"], (i + 1) as f64);
+        let t = seg["time_s"].as_f64().unwrap();
+        assert!(t >= i as f64 + 0.5 && t < i as f64 + 0.6, "frame time {t}");
+    }
+    let stored = s.db.get_vectors("m", "clip").unwrap().unwrap();
+    assert!(max_abs_diff(&floats(&r.json["embeddings"][0]), &stored[0]) <= 1e-5);
+
+    // Searching with the third segment's vector: the video, at 2..3 s.
+    let third = floats(&segments[2]["embedding"]);
+    let r = s.post_json("/collections/m/search", &json!({"vector": third, "k": 1}));
+    let hit = &r.json["hits"][0];
+    assert_eq!(hit["id"], "clip");
+    assert_eq!(hit["segment"], json!({"start_s": 2.0, "end_s": 3.0}));
+    // A PDF page's vector finds its page.
+    let page_two = &s.db.get_vectors("m", "doc").unwrap().unwrap()[2];
+    let r = s.post_json(
+        "/collections/m/search",
+        &json!({"vector": page_two, "k": 1}),
+    );
+    assert_eq!(r.json["hits"][0]["id"], "doc");
+    assert_eq!(r.json["hits"][0]["segment"], json!({"page": 2}));
+}
+
+#[test]
+fn fused_documents_hold_text_and_several_images() {
+    let s = TestServer::start();
+    s.create_collection("f");
+    let images = [
+        data_url(&image_bytes("img_medium_333x250")),
+        data_url(&image_bytes("img_wide_640x96")),
+    ];
+    let r = s.post_json(
+        "/collections/f/documents",
+        &json!({"id": "pair", "text": "Two pictures", "images": images}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["modality"], "fused");
+    let stored = &s.db.get_vectors("f", "pair").unwrap().unwrap()[0];
+    let r = s.post_json(
+        "/v1/embeddings",
+        &json!({"input": [
+            {"text": "Two pictures", "images": images},
+            {"text": "Two pictures", "image": images[0]},
+        ]}),
+    );
+    let both = floats(&r.json["data"][0]["embedding"]);
+    let first_only = floats(&r.json["data"][1]["embedding"]);
+    assert!(max_abs_diff(stored, &both) <= 1e-5);
+    // Both images are in the prompt: the second one changes the vector.
+    assert!(max_abs_diff(stored, &first_only) > 1e-3);
+    // The first image is the stored content.
+    let content = s.get("/collections/f/documents/pair/content");
+    assert_eq!(content.bytes, image_bytes("img_medium_333x250"));
+}
+
+#[test]
+fn bad_media_uploads_are_4xx_and_the_server_stays_up() {
+    let s = TestServer::start();
+    s.create_collection("m");
+    let docs = "/collections/m/documents";
+    for (name, status) in [
+        ("truncated_mid.mp4", StatusCode::BAD_REQUEST),
+        ("truncated_head.mp4", StatusCode::BAD_REQUEST),
+        ("audio_only.mp4", StatusCode::BAD_REQUEST),
+        ("encrypted.pdf", StatusCode::BAD_REQUEST),
+        ("corrupt.pdf", StatusCode::BAD_REQUEST),
+        // Text in a file named .mp4, and an empty file: not a supported file.
+        ("not_a_video.mp4", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("empty.mp4", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ] {
+        let r = upload(&s, docs, name, name);
+        assert_eq!(r.status, status, "{name}: {}", r.json);
+        // Messages name the upload, not our temporary file.
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("tkr-upload-"), "{message}");
+    }
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        file_part(std::fs::read(media("three_pages.pdf")).unwrap(), "x.mp4"),
+    );
+    let r = s.post_form("/embed/video", form);
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(r.code(), "invalid_media");
+    assert_eq!(s.documents("m"), 0);
+    assert_eq!(s.get("/health").status, StatusCode::OK);
+    let r = s.post_json(docs, &json!({"text": "still working"}));
+    assert_eq!(r.status, StatusCode::CREATED);
+    drop(s);
+
+    // Over the configured limits: 413.
+    let mut config = test_config();
+    config.processing.max_pdf_pages = 2;
+    config.processing.max_video_seconds = 3;
+    let s = TestServer::with_config(config);
+    s.create_collection("m");
+    for name in ["three_pages.pdf", "video.mp4"] {
+        let r = upload(&s, docs, name, name);
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{name}: {}",
+            r.json
+        );
+        assert_eq!(r.code(), "media_too_large");
+    }
+    assert_eq!(s.documents("m"), 0);
+}
