@@ -16,7 +16,11 @@ use super::{
     input::{body_bytes, is_json, is_multipart, parse_json, Form},
     AppState,
 };
-use crate::db::{content_modality, files::IngestOptions, ContentData, Hit, NewDocument};
+use crate::db::{
+    content_modality,
+    files::{FileInput, IngestOptions},
+    ContentData, Hit, NewDocument,
+};
 use crate::engine::{EmbedRequest, ImageData};
 use crate::index::Filter;
 use crate::media::{detect_kind, MediaKind};
@@ -279,15 +283,12 @@ async fn insert_media(
             let file = upload
                 .to_temp_file()
                 .map_err(|e| crate::db::DbError::Internal(e.message))?;
-            let inserted = db.insert_file(
-                &engine,
-                &collection,
-                file.path(),
+            let input = FileInput {
+                path: file.path(),
                 id,
                 metadata,
-                &options,
-                &|_, _| {},
-            );
+            };
+            let inserted = db.insert_file(&engine, &collection, input, &options, &|_, _| {});
             let id = match inserted {
                 Ok(id) => id,
                 Err(e) => return Ok(Err(upload.rename_in(ApiError::from(e), file.path()))),

@@ -172,15 +172,12 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             bar.set_length(total);
             bar.set_position(done);
         };
-        let id = db.insert_file(
-            &engine,
-            &args.collection,
+        let input = crate::db::files::FileInput {
             path,
-            args.id.clone(),
+            id: args.id.clone(),
             metadata,
-            &options,
-            &progress,
-        )?;
+        };
+        let id = db.insert_file(&engine, &args.collection, input, &options, &progress)?;
         bar.finish_and_clear();
         id
     } else if let Some(v) = &args.vector {

@@ -15,7 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::config::ConfigSources;
-use crate::db::files::{file_kind, IngestOptions};
+use crate::db::files::{file_kind, FileInput, IngestOptions};
 use crate::db::Db;
 use crate::engine::Engine;
 use crate::media::MediaKind;
@@ -226,15 +226,12 @@ fn import_one(
         line.set_length(total);
         line.set_position(done);
     };
-    match db.insert_file(
-        engine,
-        collection,
+    let input = FileInput {
         path,
-        Some(id.to_owned()),
+        id: Some(id.to_owned()),
         metadata,
-        options,
-        &progress,
-    ) {
+    };
+    match db.insert_file(engine, collection, input, options, &progress) {
         Ok(_) => match file_kind(path) {
             Ok(Some(kind)) => Outcome::Imported(kind),
             _ => Outcome::Failed("file changed during import".into()),

@@ -110,25 +110,30 @@ pub fn embed_file(
     })
 }
 
+/// A file to insert as a document.
+pub struct FileInput<'a> {
+    pub path: &'a Path,
+    /// `None`: generated.
+    pub id: Option<String>,
+    /// A JSON object or null; gets a `"media"` summary unless it has one.
+    pub metadata: Value,
+}
+
 impl Db {
-    /// Embeds a file and inserts it as one document. `metadata` (an object
-    /// or null) gets a `"media"` summary unless it has one.
+    /// Embeds a file and inserts it as one document.
     pub fn insert_file(
         &self,
         engine: &Engine,
         collection: &str,
-        path: &Path,
-        id: Option<String>,
-        metadata: Value,
+        input: FileInput<'_>,
         options: &IngestOptions,
         progress: Progress<'_>,
     ) -> Result<String> {
         self.check_collection(collection)?;
-        let file = embed_file(engine, path, options, progress)?;
-        let mut document = file
-            .document
-            .with_metadata(merge_summary(metadata, file.summary)?);
-        document.id = id;
+        let file = embed_file(engine, input.path, options, progress)?;
+        let metadata = merge_summary(input.metadata, file.summary)?;
+        let mut document = file.document.with_metadata(metadata);
+        document.id = input.id;
         self.insert(collection, document)
     }
 }

@@ -65,7 +65,10 @@ fn import_a_tree_of_media_then_resume() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["path"], "clips/broken.mp4");
     let error = failed[0]["error"].as_str().unwrap();
-    assert!(error.contains("corrupt") || error.contains("truncated"), "{error}");
+    assert!(
+        error.contains("corrupt") || error.contains("truncated"),
+        "{error}"
+    );
 
     // Documents are named by their relative path.
     let get = |id: &str| -> Value {

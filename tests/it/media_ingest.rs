@@ -8,7 +8,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use tkr_embed::{
     config::{Config, VideoPooling},
-    db::{files::IngestOptions, Db, DbOptions},
+    db::{
+        files::{FileInput, IngestOptions},
+        Db, DbOptions,
+    },
     engine::{EmbedRequest, Engine, ImageData},
     media::{
         document::render_page,
@@ -56,15 +59,13 @@ fn setup() -> Setup {
 
 impl Setup {
     fn insert(&self, path: &Path, id: &str) -> tkr_embed::db::Result<String> {
-        self.db.insert_file(
-            &self.engine,
-            "m",
+        let input = FileInput {
             path,
-            Some(id.into()),
-            Value::Null,
-            &self.options,
-            &|_, _| {},
-        )
+            id: Some(id.into()),
+            metadata: Value::Null,
+        };
+        self.db
+            .insert_file(&self.engine, "m", input, &self.options, &|_, _| {})
     }
 
     fn count(&self) -> u64 {
