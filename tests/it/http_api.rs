@@ -374,6 +374,7 @@ fn image_urls_are_fetched_when_allowed_and_refused_when_private() {
     let mut config = test_config();
     config.server.allow_private_urls = true;
     config.server.url_max_bytes = 200_000;
+    config.server.url_timeout_secs = 1;
     let s = TestServer::with_config(config);
     let files = s.runtime.block_on(async {
         let app = axum::Router::new()
@@ -384,6 +385,13 @@ fn image_urls_are_fetched_when_allowed_and_refused_when_private() {
             .route(
                 "/big.png",
                 axum::routing::get(|| async { vec![0u8; 300_000] }),
+            )
+            .route(
+                "/slow.png",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    image_bytes("img_tiny_20x30")
+                }),
             )
             .route(
                 "/moved",
@@ -413,6 +421,15 @@ fn image_urls_are_fetched_when_allowed_and_refused_when_private() {
     );
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
     assert_eq!(r.code(), "url_fetch_failed");
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"image": format!("http://{files}/slow.png")}),
+    );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("longer than 1 s"));
     assert_eq!(s.documents("c"), 1);
     drop(s);
 
