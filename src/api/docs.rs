@@ -1,11 +1,12 @@
 //! Collections, documents and search.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::{
     extract::{Path, Request, State},
     http::{header, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
     Json,
 };
 use serde::Deserialize;
@@ -13,14 +14,10 @@ use serde_json::{json, Map, Value};
 
 use super::{
     error::{ApiError, ApiResult},
-    input::{body_bytes, is_json, is_multipart, parse_json, Form},
+    input::{body_bytes, is_json, is_multipart, parse_json_off_thread, Form},
     AppState,
 };
-use crate::db::{
-    content_modality,
-    files::{FileInput, IngestOptions},
-    ContentData, Hit, NewDocument,
-};
+use crate::db::{content_modality, files::IngestOptions, ContentData, Hit, NewDocument};
 use crate::engine::{EmbedRequest, ImageData};
 use crate::index::Filter;
 use crate::media::{detect_kind, MediaKind};
@@ -155,9 +152,15 @@ pub async fn insert(
         }
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
-        let body: InsertBody = parse_json(&bytes)?;
+        let body: InsertBody = parse_json_off_thread(bytes).await?;
+        let sources: Vec<&String> = body
+            .image
+            .iter()
+            .chain(body.images.iter().flatten())
+            .collect();
+        super::embed::check_images(sources.len())?;
         let mut images = Vec::new();
-        for source in body.image.iter().chain(body.images.iter().flatten()) {
+        for source in sources {
             images.push(state.load_image(source).await?);
         }
         InsertParts {
@@ -273,35 +276,49 @@ async fn insert_media(
     id: Option<String>,
     metadata: Option<Value>,
 ) -> ApiResult<Response> {
+    use crate::db::files::{embed_file, merge_summary};
     let name = collection.clone();
     state.with_db(move |db| db.check_collection(&name)).await?;
     let options = IngestOptions::from_config(&state.config);
     let engine = Arc::clone(&state.engine);
     let metadata = metadata.unwrap_or(Value::Null);
-    let (id, modality) = state
-        .with_db(move |db| {
-            let file = upload
-                .to_temp_file()
-                .map_err(|e| crate::db::DbError::Internal(e.message))?;
-            let input = FileInput {
-                path: file.path(),
-                id,
-                metadata,
-            };
-            let inserted = db.insert_file(&engine, &collection, input, &options, &|_, _| {});
-            let id = match inserted {
-                Ok(id) => id,
-                Err(e) => return Ok(Err(upload.rename_in(ApiError::from(e), file.path()))),
-            };
-            let modality = db.get(&collection, &id)?.map(|d| d.modality);
-            Ok(Ok((id, modality)))
-        })
-        .await??;
+    // Set when this handler is dropped (request timeout, client gone): the
+    // ingest on the blocking pool then stops before writing, so a request
+    // answered with an error never leaves a document behind.
+    let cancelled = CancelOnDrop::default();
+    let flag = Arc::clone(&cancelled.0);
+    let db = Arc::clone(&state.db);
+    let result = tokio::task::spawn_blocking(move || -> ApiResult<(String, Modality)> {
+        let file = upload.to_temp_file()?;
+        let embedded = embed_file(&engine, file.path(), &options, &|_, _| {})
+            .map_err(|e| upload.rename_in(ApiError::from(e), file.path()))?;
+        let modality = embedded.document.modality;
+        let mut document = embedded
+            .document
+            .with_metadata(merge_summary(metadata, embedded.summary)?);
+        document.id = id;
+        if flag.load(Ordering::SeqCst) {
+            return Err(ApiError::internal("cancelled before storing"));
+        }
+        Ok((db.insert(&collection, document)?, modality))
+    })
+    .await?;
+    let (id, modality) = result.map_err(|e| state.with_retry_after(e))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": id, "modality": modality.map(|m| m.as_str())})),
+        Json(json!({"id": id, "modality": modality.as_str()})),
     )
         .into_response())
+}
+
+/// Raises its flag when dropped.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 fn content_url(collection: &str, id: &str) -> String {
@@ -351,15 +368,44 @@ pub async fn get_content(
     let content = state.with_db(move |db| db.get_content(&c, &i)).await?;
     match content {
         Some(ContentData::Bytes { data, content_type }) => {
-            Ok(([(header::CONTENT_TYPE, content_type)], data).into_response())
+            // Stored bytes come from clients: never let a browser run them
+            // as a page of this origin (HTML, SVG, …).
+            let inline = content_type.starts_with("image/")
+                || content_type.starts_with("video/")
+                || content_type.starts_with("text/plain")
+                || content_type == "application/pdf";
+            let disposition = if inline { "inline" } else { "attachment" };
+            Ok((
+                [
+                    (header::CONTENT_TYPE, content_type),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                    (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+                    (header::CONTENT_DISPOSITION, disposition.to_owned()),
+                ],
+                data,
+            )
+                .into_response())
         }
         Some(ContentData::External { uri, .. }) if uri.starts_with("http") => {
-            Ok(Redirect::temporary(&uri).into_response())
+            match axum::http::HeaderValue::try_from(uri.as_str()) {
+                Ok(location) => Ok((
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(header::LOCATION, location)],
+                )
+                    .into_response()),
+                Err(_) => Err(ApiError::internal(
+                    "the stored content URI is not a valid header",
+                )),
+            }
         }
-        Some(ContentData::External { uri, .. }) => Err(ApiError::new(
+        // A file referenced by path (large imports): the path is the
+        // server's business, not the client's.
+        Some(ContentData::External { .. }) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "content_external",
-            format!("the content of {id:?} is not stored here; it is at {uri}"),
+            format!(
+                "the content of {id:?} was imported by reference and is not stored in the database"
+            ),
         )),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -444,7 +490,7 @@ pub async fn search(
         )
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
-        let body: SearchBody = parse_json(&bytes)?;
+        let body: SearchBody = parse_json_off_thread(bytes).await?;
         let given = [
             body.text.is_some() || body.image.is_some(),
             body.document_id.is_some(),

@@ -50,8 +50,10 @@ pub async fn openai_embeddings(
             )))
         }
     };
-    let inputs = openai_inputs(&body.input)?;
+    let inputs = openai_inputs(body.input)?;
     check_count(&state, inputs.len())?;
+    let images: usize = inputs.iter().map(InputItem::image_count).sum();
+    check_count(&state, images).map_err(|e| e.context("images"))?;
     let mut requests = Vec::with_capacity(inputs.len());
     for (i, input) in inputs.into_iter().enumerate() {
         requests.push(
@@ -106,7 +108,23 @@ struct InputItem {
     instruction: Option<String>,
 }
 
+/// Most images fused into one input.
+const MAX_IMAGES_PER_INPUT: usize = 16;
+
+pub fn check_images(n: usize) -> ApiResult<()> {
+    if n > MAX_IMAGES_PER_INPUT {
+        return Err(ApiError::too_large(format!(
+            "{n} images in one input; at most {MAX_IMAGES_PER_INPUT}"
+        )));
+    }
+    Ok(())
+}
+
 impl InputItem {
+    fn image_count(&self) -> usize {
+        usize::from(self.image.is_some()) + self.images.as_ref().map_or(0, Vec::len)
+    }
+
     async fn into_request(self, state: &AppState) -> ApiResult<EmbedRequest> {
         let images: Vec<String> = self
             .image
@@ -126,7 +144,7 @@ impl InputItem {
     }
 }
 
-fn openai_inputs(input: &Value) -> ApiResult<Vec<InputItem>> {
+fn openai_inputs(input: Value) -> ApiResult<Vec<InputItem>> {
     let text = |s: &str| InputItem {
         text: Some(s.to_owned()),
         image: None,
@@ -134,16 +152,16 @@ fn openai_inputs(input: &Value) -> ApiResult<Vec<InputItem>> {
         instruction: None,
     };
     match input {
-        Value::String(s) => Ok(vec![text(s)]),
+        Value::String(s) => Ok(vec![text(&s)]),
         Value::Array(items) if items.is_empty() => {
             Err(ApiError::bad_request("`input` is an empty list"))
         }
         Value::Array(items) => items
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::String(s) => Ok(text(s)),
-                Value::Object(_) => serde_json::from_value(item.clone()).map_err(|e| {
+                Value::String(s) => Ok(text(&s)),
+                item @ Value::Object(_) => serde_json::from_value(item).map_err(|e| {
                     ApiError::bad_request(format!("input {i}: {e}"))
                 }),
                 Value::Array(_) | Value::Number(_) => Err(ApiError::bad_request(format!(
@@ -343,7 +361,8 @@ pub async fn embed_video(
         embed_file(&engine, temp.path(), &options, &|_, _| {})
             .map_err(|e| upload.rename_in(ApiError::from(e), temp.path()))
     })
-    .await??;
+    .await?
+    .map_err(|e| state.with_retry_after(e))?;
     let times = embedded.summary["frame_times_s"].clone();
     let segments: Vec<Value> = embedded
         .document

@@ -129,47 +129,92 @@ impl ImageSources {
     }
 
     async fn read_file(&self, path: &str) -> ApiResult<Vec<u8>> {
-        let Some(root) = &self.file_root else {
+        let Some(root) = self.file_root.clone() else {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "file_access_disabled",
                 "reading local files through the API is off (set server.file_root to allow a directory)",
             ));
         };
-        let resolved = resolve_under_root(root, Path::new(path))?;
-        let metadata = tokio::fs::metadata(&resolved)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))?;
-        if metadata.len() > self.max_bytes {
-            return Err(ApiError::too_large(format!(
-                "{path} is larger than server.url_max_bytes ({} bytes)",
-                self.max_bytes
-            )));
-        }
-        tokio::fs::read(&resolved)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("{path}: {e}")))
+        let path = file_url_path(path);
+        let max = self.max_bytes;
+        tokio::task::spawn_blocking(move || read_under_root(&root, &path, max)).await?
     }
 }
 
-/// `path` (absolute, or relative to `root`) with symlinks resolved, refused
-/// unless it lies inside `root` (already canonical).
-fn resolve_under_root(root: &Path, path: &Path) -> ApiResult<PathBuf> {
-    let joined = if path.is_absolute() {
-        path.to_owned()
-    } else {
-        root.join(path)
-    };
-    let resolved = std::fs::canonicalize(&joined)
-        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
-    if !resolved.starts_with(root) {
-        return Err(ApiError::new(
+/// The path of a `file://` reference: `file:///abs/path` (percent-decoded)
+/// or `file://relative/path` (relative to the root, taken literally).
+fn file_url_path(rest: &str) -> PathBuf {
+    if rest.starts_with('/') {
+        if let Ok(url) = url::Url::parse(&format!("file://{rest}")) {
+            if let Ok(path) = url.to_file_path() {
+                return path;
+            }
+        }
+    }
+    PathBuf::from(rest)
+}
+
+/// Reads `path` (absolute, or relative to `root`) if it lies inside `root`
+/// (canonical). The check is made on the path as written before touching
+/// the file system (so nothing outside can be probed), then again on the
+/// resolved path (so a symlink cannot lead out); only regular files are
+/// read, and never more than `max` bytes.
+fn read_under_root(root: &Path, path: &Path, max: u64) -> ApiResult<Vec<u8>> {
+    use std::io::Read;
+    let outside = || {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "outside_file_root",
             format!("{} is outside server.file_root", path.display()),
-        ));
+        )
+    };
+    let joined = lexical_normalize(&root.join(path));
+    if !joined.starts_with(root) {
+        return Err(outside());
     }
-    Ok(resolved)
+    let resolved = std::fs::canonicalize(&joined)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+    if !resolved.starts_with(root) {
+        return Err(outside());
+    }
+    let file = std::fs::File::open(&resolved)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if !is_file {
+        return Err(ApiError::bad_request(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut data = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+    if data.len() as u64 > max {
+        return Err(ApiError::too_large(format!(
+            "{} is larger than server.url_max_bytes ({max} bytes)",
+            path.display()
+        )));
+    }
+    Ok(data)
+}
+
+/// Removes `.` and resolves `..` without the file system (`..` at the top
+/// stays at the top).
+fn lexical_normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 fn url_error(message: String) -> ApiError {
@@ -226,9 +271,10 @@ fn private_error(host: &str) -> ApiError {
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
-            None => is_public_v6(v6),
+        // ::ffff:a.b.c.d and the deprecated ::a.b.c.d both reach IPv4 hosts.
+        IpAddr::V6(v6) => match v6.to_ipv4() {
+            Some(v4) if !v6.is_loopback() && !v6.is_unspecified() => is_public_v4(v4),
+            _ => is_public_v6(v6),
         },
     }
 }
@@ -244,16 +290,33 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF 192.0.0/24
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18/15
         || a >= 240)
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let seg = ip.segments();
+    let first = seg[0];
+    // Prefixes that carry an IPv4 address a gateway may forward to: judge
+    // the embedded address (NAT64 64:ff9b::/96, 6to4 2002::/16); Teredo
+    // (2001::/32) hides it obfuscated, so refuse it.
+    let embedded =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return is_public_v4(embedded(seg[6], seg[7]));
+    }
+    if first == 0x2002 {
+        return is_public_v4(embedded(seg[1], seg[2]));
+    }
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
+        || (first == 0x2001 && seg[1] == 0) // Teredo
+        || (first == 0x64 && seg[1] == 0xff9b) // local-use NAT64 64:ff9b:1::/48
         || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80) // link-local fe80::/10
+        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
+        || (first & 0xffc0) == 0xfec0) // site-local fec0::/10 (deprecated)
 }
 
 /// Resolves names and drops non-public addresses (unless allowed).
@@ -329,10 +392,27 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "192.0.0.8",
+            "198.18.0.1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700::1111"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }
@@ -354,9 +434,37 @@ mod tests {
     fn file_root_confinement() {
         let root = tempfile::tempdir().unwrap();
         let root_path = std::fs::canonicalize(root.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
         std::fs::write(root_path.join("a.png"), b"x").unwrap();
-        assert!(resolve_under_root(&root_path, Path::new("a.png")).is_ok());
-        let escape = resolve_under_root(&root_path, Path::new("../../../../etc/passwd"));
-        assert_eq!(escape.unwrap_err().code, "outside_file_root");
+        std::fs::write(outside.path().join("secret"), b"s").unwrap();
+        assert_eq!(
+            read_under_root(&root_path, Path::new("a.png"), 10).unwrap(),
+            b"x"
+        );
+        let code = |p: &str| {
+            read_under_root(&root_path, Path::new(p), 10)
+                .unwrap_err()
+                .code
+        };
+        // Outside by `..`, by absolute path, whether or not it exists.
+        assert_eq!(code("../../../../etc/passwd"), "outside_file_root");
+        assert_eq!(code("/etc/passwd"), "outside_file_root");
+        assert_eq!(code("/no/such/file"), "outside_file_root");
+        // A symlink inside the root that points out.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(outside.path().join("secret"), root_path.join("link"))
+                .unwrap();
+            assert_eq!(code("link"), "outside_file_root");
+        }
+        // Directories are not files; size is capped.
+        std::fs::create_dir(root_path.join("d")).unwrap();
+        assert_eq!(code("d"), "invalid_request");
+        std::fs::write(root_path.join("big"), vec![0u8; 11]).unwrap();
+        assert_eq!(code("big"), "payload_too_large");
+        assert_eq!(
+            file_url_path("/tmp/a%20b.png"),
+            PathBuf::from("/tmp/a b.png")
+        );
     }
 }

@@ -15,7 +15,7 @@ use super::error::ApiError;
 /// (JSON, with the failing field's path).
 pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned + Send + 'static, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -25,7 +25,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             ));
         }
         let bytes = body_bytes(req, state).await?;
-        parse_json(&bytes).map(JsonBody)
+        parse_json_off_thread(bytes).await.map(JsonBody)
     }
 }
 
@@ -53,6 +53,19 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
         let status = rejection.status();
         ApiError::new(status, "invalid_body", rejection.body_text()).with_status_code_name()
     })
+}
+
+/// Bodies above this are parsed on the blocking pool (tens of MB of JSON
+/// would stall an async worker and every connection on it).
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+pub async fn parse_json_off_thread<T: DeserializeOwned + Send + 'static>(
+    bytes: Bytes,
+) -> Result<T, ApiError> {
+    if bytes.len() <= PARSE_INLINE_MAX {
+        return parse_json(&bytes);
+    }
+    tokio::task::spawn_blocking(move || parse_json(&bytes)).await?
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

@@ -102,7 +102,12 @@ pub async fn track(State(state): State<AppState>, request: Request<Body>, next: 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    // Known methods only: a made-up method must not mint a new series.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH") => m,
+        _ => "OTHER",
+    }
+    .to_owned();
     let start = Instant::now();
     let response = next.run(request).await;
     state.metrics.record(

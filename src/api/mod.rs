@@ -112,11 +112,16 @@ impl AppState {
         Ok(out.pop().expect("one result per request").0)
     }
 
-    fn engine_error(&self, e: crate::engine::EngineError, index: Option<usize>) -> ApiError {
-        let mut error = ApiError::from(e);
+    /// An overload error carries the configured Retry-After.
+    pub fn with_retry_after(&self, mut error: ApiError) -> ApiError {
         if error.retry_after.is_some() {
             error.retry_after = Some(self.config.server.retry_after_secs);
         }
+        error
+    }
+
+    fn engine_error(&self, e: crate::engine::EngineError, index: Option<usize>) -> ApiError {
+        let error = self.with_retry_after(ApiError::from(e));
         match index {
             Some(i) if error.status.is_client_error() => error.context(format!("input {i}")),
             _ => error,
@@ -130,10 +135,7 @@ impl AppState {
     ) -> ApiResult<T> {
         let db = Arc::clone(&self.db);
         let result = tokio::task::spawn_blocking(move || f(&db)).await?;
-        result.map_err(|e| match e {
-            crate::db::DbError::Engine(engine) => self.engine_error(engine, None),
-            other => ApiError::from(other),
-        })
+        result.map_err(|e| self.with_retry_after(ApiError::from(e)))
     }
 
     /// Bytes of an image named by a data URL, base64, URL or allowed file.
@@ -190,8 +192,10 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Middleware: a request that takes longer than `server.timeout_secs` is
-/// answered 503. Database writes already running finish (each is one
-/// transaction), so a timed-out insert is stored whole or not at all.
+/// answered 503 and its handler dropped. Embedding stops there; a file
+/// ingest on the blocking pool sees the handler's cancel flag and stores
+/// nothing. Only a write already committing (milliseconds) still lands, and
+/// it lands whole (one transaction).
 async fn timeout(
     State(state): State<AppState>,
     request: Request<axum::body::Body>,

@@ -160,8 +160,8 @@ fn discover(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     Ok((supported, unsupported))
 }
 
-/// Regular files, recursively; hidden entries and symlinked directories
-/// are skipped (no loops, no surprises outside the tree).
+/// Regular files, recursively; hidden entries and symlinks are skipped (no
+/// loops, nothing from outside the tree).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
@@ -174,7 +174,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let path = entry.path();
         if kind.is_dir() {
             walk(&path, out)?;
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+        } else if kind.is_file() {
+            // Symlinks are skipped too: they may point outside the tree.
             out.push(path);
         }
     }
@@ -216,6 +217,11 @@ fn import_one(
         Ok(_) => {}
         Err(e) => return Outcome::Failed(e.to_string()),
     }
+    let kind = match file_kind(path) {
+        Ok(Some(kind)) => kind,
+        Ok(None) => return Outcome::Failed("not a supported file".into()),
+        Err(e) => return Outcome::Failed(e.to_string()),
+    };
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let name = path
         .file_name()
@@ -232,10 +238,7 @@ fn import_one(
         metadata,
     };
     match db.insert_file(engine, collection, input, options, &progress) {
-        Ok(_) => match file_kind(path) {
-            Ok(Some(kind)) => Outcome::Imported(kind),
-            _ => Outcome::Failed("file changed during import".into()),
-        },
+        Ok(_) => Outcome::Imported(kind),
         Err(e) => Outcome::Failed(e.to_string()),
     }
 }

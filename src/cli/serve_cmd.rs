@@ -41,7 +41,7 @@ pub fn run(_args: ServeArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("tkr-http")
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let address = format!("{}:{}", config.server.host, config.server.port);
         let listener = tokio::net::TcpListener::bind(&address)
             .await
@@ -57,13 +57,19 @@ pub fn run(_args: ServeArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         );
         crate::api::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())
-    })?;
-    // In-flight requests are done: checkpoint the index and flush.
+    });
+    // In-flight requests are done (or serving failed): either way, flush
+    // and checkpoint before reporting.
     tracing::info!("shutting down: checkpointing the index");
     drop(runtime);
-    let db = Arc::try_unwrap(db)
-        .map_err(|_| anyhow::anyhow!("the database is still in use at shutdown"))?;
-    db.close().context("closing the database")?;
+    let closed = match Arc::try_unwrap(db) {
+        Ok(db) => db.close().context("closing the database"),
+        // Something still holds it (a detached blocking task): dropping our
+        // reference lets the last holder's drop checkpoint.
+        Err(_) => Err(anyhow::anyhow!("the database was still in use at shutdown")),
+    };
+    served?;
+    closed?;
     eprintln!("stopped cleanly");
     Ok(())
 }

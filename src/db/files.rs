@@ -2,8 +2,10 @@
 //! into one document each — a primary vector plus one vector per video
 //! segment, PDF page or text chunk — using [`crate::media`] to read them
 //! and the engine to embed. Nothing is stored unless every part embedded.
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
@@ -172,21 +174,86 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Submits every request first (so the engine batches them), then waits in
-/// order, reporting progress.
+/// Keeps a bounded number of a document's parts (frames, pages, chunks) in
+/// the engine's queue: enough for full batches, never the whole document —
+/// a long text must neither fill the shared queue (other clients would get
+/// 503s) nor hold every prepared input in memory at once.
+struct Pipeline<'a> {
+    engine: &'a Engine,
+    window: usize,
+    pending: VecDeque<Pending>,
+    done: Vec<Vec<f32>>,
+    total: u64,
+    progress: Progress<'a>,
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(engine: &'a Engine, total: u64, progress: Progress<'a>) -> Pipeline<'a> {
+        Pipeline {
+            engine,
+            window: (engine.config().max_batch_size * 2).max(2),
+            pending: VecDeque::new(),
+            done: Vec::with_capacity(total as usize),
+            total,
+            progress,
+        }
+    }
+
+    fn push(&mut self, request: EmbedRequest) -> Result<()> {
+        if self.pending.len() >= self.window {
+            self.wait_one()?;
+        }
+        let pending = submit_patiently(self.engine, request)?;
+        self.pending.push_back(pending);
+        Ok(())
+    }
+
+    fn wait_one(&mut self) -> Result<()> {
+        if let Some(p) = self.pending.pop_front() {
+            self.done.push(self.engine.wait(p)?);
+            (self.progress)(self.done.len() as u64, self.total);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Vec<f32>>> {
+        while !self.pending.is_empty() {
+            self.wait_one()?;
+        }
+        Ok(self.done)
+    }
+}
+
+/// How long an ingest waits for room in a full engine queue before giving
+/// up with the overload error.
+const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Submits, waiting and retrying while the queue is full: ingest runs on a
+/// blocking thread and can wait, unlike a single HTTP request.
+fn submit_patiently(engine: &Engine, request: EmbedRequest) -> Result<Pending> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let pending = engine.submit(request.clone());
+        if !pending.is_overloaded() || started.elapsed() > QUEUE_PATIENCE {
+            return Ok(pending);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Embeds requests through a [`Pipeline`]; results in order.
 fn embed_all(
     engine: &Engine,
     requests: Vec<EmbedRequest>,
     progress: Progress<'_>,
 ) -> Result<Vec<Vec<f32>>> {
-    let total = requests.len() as u64;
-    let pending: Vec<Pending> = requests.into_iter().map(|r| engine.submit(r)).collect();
-    let mut out = Vec::with_capacity(pending.len());
-    for (i, p) in pending.into_iter().enumerate() {
-        out.push(engine.wait(p)?);
-        progress(i as u64 + 1, total);
+    let mut pipeline = Pipeline::new(engine, requests.len() as u64, progress);
+    for request in requests {
+        pipeline.push(request)?;
     }
-    Ok(out)
+    pipeline.finish()
 }
 
 fn embed_video(
@@ -291,24 +358,27 @@ fn embed_pdf(
     let total = u64::from(info.pages) + chunks.len() as u64;
     // Submit each page as soon as it is rendered: rendering overlaps with
     // the model working on earlier pages.
-    let mut pending = Vec::with_capacity(info.pages as usize);
+    let mut pages = Vec::with_capacity(info.pages as usize);
+    let mut pipeline = Pipeline::new(engine, total, progress);
+    let mut failed = None;
     for_each_page_image(path, &options.pdf, |page, _| {
-        pending.push((
-            page.page,
-            engine.submit(EmbedRequest {
-                images: vec![ImageData::Decoded(Arc::new(page.image))],
-                ..EmbedRequest::default()
-            }),
-        ));
+        pages.push(page.page);
+        let request = EmbedRequest {
+            images: vec![ImageData::Decoded(Arc::new(page.image))],
+            ..EmbedRequest::default()
+        };
+        if let Err(e) = pipeline.push(request) {
+            failed = Some(e);
+            return Err(MediaError::InvalidArgument(
+                "embedding a page failed".into(),
+            ));
+        }
         Ok(())
     })
-    .map_err(media_error)?;
-    let mut page_vectors = Vec::with_capacity(pending.len());
-    for (i, (page, p)) in pending.into_iter().enumerate() {
-        page_vectors.push((page, engine.wait(p)?));
-        progress(i as u64 + 1, total);
-    }
-    let done = page_vectors.len() as u64;
+    .map_err(|e| failed.take().unwrap_or(media_error(e)))?;
+    let visual_vectors = pipeline.finish()?;
+    let done = visual_vectors.len() as u64;
+    let page_vectors: Vec<(u32, Vec<f32>)> = pages.into_iter().zip(visual_vectors).collect();
     let chunk_requests = chunks.iter().map(|c| EmbedRequest::text(&c.text)).collect();
     let chunk_vectors = embed_all(engine, chunk_requests, &|d, _| progress(done + d, total))?;
 

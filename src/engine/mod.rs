@@ -171,6 +171,14 @@ impl Pending {
         }
     }
 
+    /// Refused because the queue was full (the request can be sent again).
+    pub fn is_overloaded(&self) -> bool {
+        matches!(
+            self.state,
+            PendingState::Ready(Err(EngineError::Overloaded(_)))
+        )
+    }
+
     /// Tokens of the prompt (text and image placeholders); 0 if it failed
     /// before tokenization.
     pub fn prompt_tokens(&self) -> usize {

@@ -95,12 +95,24 @@ fn import_a_tree_of_media_then_resume() {
     let (_, summary, _) = import(data.path(), root);
     assert_eq!(summary["imported"], 0);
     assert_eq!(summary["unchanged"], 5);
-    // A changed file and a fixed one are imported; the rest skipped.
+    // A changed file and a repaired one are imported; the rest skipped.
     std::fs::write(root.join("notes.txt"), "Different notes now.").unwrap();
-    std::fs::remove_file(root.join("clips/broken.mp4")).unwrap();
+    std::fs::copy(media("video.mp4"), root.join("clips/broken.mp4")).unwrap();
     let (ok, summary, stderr) = import(data.path(), root);
     assert!(ok, "{stderr}");
-    assert_eq!(summary["imported"], 1);
+    assert_eq!(summary["imported"], 2, "{summary}");
     assert_eq!(summary["unchanged"], 4);
     assert_eq!(get("notes.txt")["text"], "Different notes now.");
+    assert_eq!(get("clips/broken.mp4")["modality"], "video");
+    let out = Command::new(env!("CARGO_BIN_EXE_tkr-embed"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["collections", "list", "--json"])
+        .output()
+        .unwrap();
+    let collections: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        collections.to_string().contains("\"documents\":6"),
+        "{collections}"
+    );
 }

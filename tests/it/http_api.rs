@@ -486,7 +486,8 @@ fn local_files_only_under_the_configured_root() {
         "/collections/c/documents",
         &json!({"image": "file://../../etc/passwd"}),
     );
-    assert!(r.status.is_client_error());
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    assert_eq!(r.code(), "outside_file_root");
     assert_eq!(s.documents("c"), 1);
     drop(s);
 
@@ -535,11 +536,9 @@ fn serve_binary_shuts_down_gracefully() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
-        // A slow request (several images), then SIGTERM while it runs.
-        let images: Vec<Value> = IMAGES
-            .iter()
-            .chain(["img_large_1300x850"].iter())
-            .map(|n| json!({"image": data_url(&image_bytes(n))}))
+        // A slow request (several large images), then SIGTERM while it runs.
+        let images: Vec<Value> = (0..8)
+            .map(|_| json!({"image": data_url(&image_bytes("img_large_1300x850"))}))
             .collect();
         let slow = tokio::spawn(
             client
@@ -554,8 +553,33 @@ fn serve_binary_shuts_down_gracefully() {
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
-        // Let the slow request reach the server before the signal.
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // The signal goes out once the slow request's inputs are queued
+        // (the engine has counted them) and before its answer arrives.
+        loop {
+            let metrics = client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let submitted: f64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("tkr_engine_requests_total "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            if submitted >= 9.0 {
+                break;
+            }
+            assert!(!slow.is_finished(), "the slow request finished too early");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            !slow.is_finished(),
+            "the slow request finished before the signal"
+        );
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -564,7 +588,7 @@ fn serve_binary_shuts_down_gracefully() {
         let r = slow.await.unwrap().unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         let body: Value = r.json().await.unwrap();
-        assert_eq!(body["data"].as_array().unwrap().len(), 4);
+        assert_eq!(body["data"].as_array().unwrap().len(), 8);
     });
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

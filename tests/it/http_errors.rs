@@ -14,6 +14,42 @@ fn large_png(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A PNG whose header declares `width`×`height` followed by a stub of pixel
+/// data (a zlib header, nothing more): if the pixel limit were checked after
+/// decoding, this would be a decode error (400), not the limit (413).
+fn header_only_png(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    let idat = b"IDAT\x78\x9c";
+    png.extend(2u32.to_be_bytes());
+    png.extend(idat);
+    png.extend(crc32(idat).to_be_bytes());
+    png.extend(0u32.to_be_bytes());
+    png.extend(b"IEND");
+    png.extend(crc32(b"IEND").to_be_bytes());
+    png
+}
+
 #[test]
 fn bad_input_is_a_json_4xx_and_nothing_is_stored() {
     let mut config = test_config();
@@ -57,6 +93,19 @@ fn bad_input_is_a_json_4xx_and_nothing_is_stored() {
     let r = s.post_json(docs, &json!({"image": data_url(&large_png(2000, 1500))}));
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
     assert_eq!(r.code(), "image_too_large");
+    let r = s.post_json(
+        docs,
+        &json!({"image": data_url(&header_only_png(50_000, 50_000))}),
+    );
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("50000x50000"));
+    // Too many images fused into one input.
+    let many: Vec<String> = (0..17).map(|_| data_url(&png)).collect();
+    let r = s.post_json(docs, &json!({"images": many}));
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
 
     // Wrong content type, invalid JSON, wrong field types, unknown fields.
     let r = s.send(

@@ -35,6 +35,7 @@ fn video_and_pdf_uploads_report_their_segments() {
     assert_eq!(doc["metadata"]["filename"], "video.mp4");
     let content = s.get("/collections/m/documents/clip/content");
     assert_eq!(content.headers["content-type"], "video/mp4");
+    assert_eq!(content.headers["x-content-type-options"], "nosniff");
     assert_eq!(content.bytes, std::fs::read(media("video.mp4")).unwrap());
 
     // /embed/video: the same frames, with times.
@@ -140,6 +141,27 @@ fn bad_media_uploads_are_4xx_and_the_server_stays_up() {
     assert_eq!(s.get("/health").status, StatusCode::OK);
     let r = s.post_json(docs, &json!({"text": "still working"}));
     assert_eq!(r.status, StatusCode::CREATED);
+    // A failed replacement leaves the stored document as it was.
+    let r = upload(&s, docs, "video.mp4", "keep");
+    assert_eq!(r.status, StatusCode::CREATED);
+    let before = s.get("/collections/m/documents/keep").json;
+    let r = upload(&s, docs, "truncated_mid.mp4", "keep");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(s.get("/collections/m/documents/keep").json, before);
+    // Uploaded HTML is never served as a page of this origin.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        file_part(
+            b"<html><body><script>alert(1)</script>hi</body></html>".to_vec(),
+            "x.html",
+        ),
+    );
+    let r = s.post_form(docs, form);
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    let content = s.get(&format!("/collections/m/documents/{id}/content"));
+    assert_eq!(content.headers["content-disposition"], "attachment");
+    assert_eq!(content.headers["content-security-policy"], "sandbox");
     drop(s);
 
     // Over the configured limits: 413.
