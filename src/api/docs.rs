@@ -153,16 +153,7 @@ pub async fn insert(
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
         let body: InsertBody = parse_json_off_thread(bytes).await?;
-        let sources: Vec<&String> = body
-            .image
-            .iter()
-            .chain(body.images.iter().flatten())
-            .collect();
-        super::embed::check_images(sources.len())?;
-        let mut images = Vec::new();
-        for source in sources {
-            images.push(state.load_image(source).await?);
-        }
+        let images = state.load_images(body.image, body.images).await?;
         InsertParts {
             id: body.id,
             text: body.text,
@@ -181,40 +172,37 @@ pub async fn insert(
         Some(_) => return Err(ApiError::bad_request("`metadata` must be a JSON object")),
     };
     let has_images = !body.images.is_empty();
-    let (id, modality) = if let Some(vector) = body.vector {
+    let images: Vec<Arc<Vec<u8>>> = body.images.into_iter().map(Arc::new).collect();
+    let (modality, vector) = match body.vector {
         // A bare vector counts as text, as in the CLI.
-        let modality = content_modality(body.text.is_some(), has_images).unwrap_or(Modality::Text);
-        let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
-        doc.id = body.id;
-        doc.text = body.text;
-        if let Some(bytes) = body.images.into_iter().next() {
-            doc = doc.with_content(crate::db::image_content(bytes));
+        Some(vector) => (
+            content_modality(body.text.is_some(), has_images).unwrap_or(Modality::Text),
+            vector,
+        ),
+        None => {
+            let modality = content_modality(body.text.is_some(), has_images).ok_or_else(|| {
+                ApiError::bad_request("a document needs `text`, `image` or `vector`")
+            })?;
+            // Check the collection before the (expensive) embedding.
+            let name = collection.clone();
+            state.with_db(move |db| db.check_collection(&name)).await?;
+            let mut request = EmbedRequest::text(body.text.clone().unwrap_or_default());
+            request
+                .images
+                .extend(images.iter().map(|b| ImageData::Encoded(Arc::clone(b))));
+            (modality, state.embed_one(request).await?)
         }
-        let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
-        (id, modality)
-    } else {
-        let modality = content_modality(body.text.is_some(), has_images)
-            .ok_or_else(|| ApiError::bad_request("a document needs `text`, `image` or `vector`"))?;
-        // Check the collection before the (expensive) embedding.
-        let name = collection.clone();
-        state.with_db(move |db| db.check_collection(&name)).await?;
-        let mut request = EmbedRequest::text(body.text.clone().unwrap_or_default());
-        let images: Vec<Arc<Vec<u8>>> = body.images.into_iter().map(Arc::new).collect();
-        for bytes in &images {
-            request.images.push(ImageData::Encoded(Arc::clone(bytes)));
-        }
-        let vector = state.embed_one(request).await?;
-        let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
-        doc.id = body.id;
-        doc.text = body.text;
-        // The first image is the stored content (a document holds one blob).
-        if let Some(bytes) = images.into_iter().next() {
-            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
-            doc = doc.with_content(crate::db::image_content(bytes));
-        }
-        let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
-        (id, modality)
     };
+    let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
+    doc.id = body.id;
+    doc.text = body.text;
+    // The first image is the stored content (a document holds one blob);
+    // the engine has let go of its references by now, so no copy.
+    if let Some(bytes) = images.into_iter().next() {
+        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+        doc = doc.with_content(crate::db::image_content(bytes));
+    }
+    let id = state.with_db(move |db| db.insert(&collection, doc)).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": id, "modality": modality.as_str()})),

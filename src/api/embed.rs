@@ -108,38 +108,22 @@ struct InputItem {
     instruction: Option<String>,
 }
 
-/// Most images fused into one input.
-const MAX_IMAGES_PER_INPUT: usize = 16;
-
-pub fn check_images(n: usize) -> ApiResult<()> {
-    if n > MAX_IMAGES_PER_INPUT {
-        return Err(ApiError::too_large(format!(
-            "{n} images in one input; at most {MAX_IMAGES_PER_INPUT}"
-        )));
-    }
-    Ok(())
-}
-
 impl InputItem {
     fn image_count(&self) -> usize {
         usize::from(self.image.is_some()) + self.images.as_ref().map_or(0, Vec::len)
     }
 
     async fn into_request(self, state: &AppState) -> ApiResult<EmbedRequest> {
-        let images: Vec<String> = self
-            .image
-            .into_iter()
-            .chain(self.images.into_iter().flatten())
-            .collect();
-        if self.text.is_none() && images.is_empty() {
+        if self.text.is_none() && self.image_count() == 0 {
             return Err(ApiError::bad_request("needs `text` and/or `image`"));
         }
+        let images = state.load_images(self.image, self.images).await?;
         let mut request = EmbedRequest::text(self.text.unwrap_or_default());
         request.instruction = self.instruction;
-        for image in &images {
-            let bytes = state.load_image(image).await?;
-            request.images.push(ImageData::Encoded(Arc::new(bytes)));
-        }
+        request.images = images
+            .into_iter()
+            .map(|bytes| ImageData::Encoded(Arc::new(bytes)))
+            .collect();
         Ok(request)
     }
 }
@@ -257,13 +241,7 @@ pub async fn embed_image(
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
-    if !super::input::is_multipart(&request) {
-        return Err(ApiError::unsupported_media(
-            "expected multipart/form-data with a `file` field",
-        ));
-    }
-    let mut form = Form::read(request, &()).await?;
-    let file = form.take_file()?;
+    let (mut form, file) = Form::read_upload(request).await?;
     let mut embed = EmbedRequest::text(form.fields.remove("text").unwrap_or_default());
     embed.images.push(ImageData::Encoded(Arc::new(file.data)));
     let vector = state.embed_one(embed).await?;
@@ -308,13 +286,7 @@ pub async fn embed_video(
     use crate::media::{video::Sampling, MediaKind};
     use crate::types::Span;
 
-    if !super::input::is_multipart(&request) {
-        return Err(ApiError::unsupported_media(
-            "expected multipart/form-data with a `file` field",
-        ));
-    }
-    let mut form = Form::read(request, &()).await?;
-    let file = form.take_file()?;
+    let (form, file) = Form::read_upload(request).await?;
     let mut options = IngestOptions::from_config(&state.config);
     let limit = options.video.max_frames;
     if let Some(n) = form.parsed_field::<usize>("max_frames")? {

@@ -127,6 +127,19 @@ impl Form {
         Ok(form)
     }
 
+    /// A form that must carry a `file` (415 unless the body is multipart):
+    /// the other fields and the file.
+    pub async fn read_upload(req: Request) -> Result<(Form, UploadedFile), ApiError> {
+        if !is_multipart(&req) {
+            return Err(ApiError::unsupported_media(
+                "expected multipart/form-data with a `file` field",
+            ));
+        }
+        let mut form = Form::read(req, &()).await?;
+        let file = form.take_file()?;
+        Ok((form, file))
+    }
+
     /// The one file upload named `file`.
     pub fn take_file(&mut self) -> Result<UploadedFile, ApiError> {
         let at = self

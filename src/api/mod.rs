@@ -35,6 +35,9 @@ use crate::db::Db;
 use crate::engine::{EmbedRequest, Engine};
 use error::{ApiError, ApiResult};
 
+/// Most images fused into one input.
+pub const MAX_IMAGES_PER_INPUT: usize = 16;
+
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -141,6 +144,30 @@ impl AppState {
     /// Bytes of an image named by a data URL, base64, URL or allowed file.
     pub async fn load_image(&self, source: &str) -> ApiResult<Vec<u8>> {
         self.images.load(source).await
+    }
+
+    /// The images of one input (`image` first, then `images`), at most
+    /// [`MAX_IMAGES_PER_INPUT`], checked before any is fetched.
+    pub async fn load_images(
+        &self,
+        image: Option<String>,
+        images: Option<Vec<String>>,
+    ) -> ApiResult<Vec<Vec<u8>>> {
+        let sources: Vec<String> = image
+            .into_iter()
+            .chain(images.into_iter().flatten())
+            .collect();
+        if sources.len() > MAX_IMAGES_PER_INPUT {
+            return Err(ApiError::too_large(format!(
+                "{} images in one input; at most {MAX_IMAGES_PER_INPUT}",
+                sources.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(sources.len());
+        for source in &sources {
+            out.push(self.load_image(source).await?);
+        }
+        Ok(out)
     }
 }
 

@@ -86,15 +86,15 @@ pub fn run(args: ImportArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             let (db, engine, options, dir, collection) =
                 (&db, &engine, &options, &args.dir, &args.collection);
             scope.spawn(move || loop {
-                let Some(path) = queue.lock().unwrap().next().cloned() else {
+                let Some(&(ref path, kind)) = queue.lock().unwrap().next() else {
                     line.finish_and_clear();
                     break;
                 };
-                let id = relative_id(dir, &path);
+                let id = relative_id(dir, path);
                 line.set_message(id.clone());
                 line.set_position(0);
                 line.set_length(0);
-                let outcome = import_one(db, engine, collection, &path, &id, options, &line);
+                let outcome = import_one(db, engine, collection, (path, kind), &id, options, &line);
                 if let Outcome::Failed(reason) = &outcome {
                     total.suspend(|| eprintln!("failed: {id}: {reason}"));
                 }
@@ -144,8 +144,12 @@ fn file_bar() -> ProgressBar {
     bar
 }
 
-/// Supported files under `dir` (sorted), and the unsupported ones.
-fn discover(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+/// A supported file and what it is.
+type Found = (PathBuf, MediaKind);
+
+/// Supported files under `dir` (sorted) with their kind, and the
+/// unsupported ones.
+fn discover(dir: &Path) -> anyhow::Result<(Vec<Found>, Vec<PathBuf>)> {
     let mut all = Vec::new();
     walk(dir, &mut all)?;
     all.sort();
@@ -153,7 +157,7 @@ fn discover(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut unsupported = Vec::new();
     for path in all {
         match file_kind(&path) {
-            Ok(Some(_)) => supported.push(path),
+            Ok(Some(kind)) => supported.push((path, kind)),
             _ => unsupported.push(path),
         }
     }
@@ -201,7 +205,7 @@ fn import_one(
     db: &Db,
     engine: &Engine,
     collection: &str,
-    path: &Path,
+    (path, kind): (&Path, MediaKind),
     id: &str,
     options: &IngestOptions,
     line: &ProgressBar,
@@ -217,11 +221,6 @@ fn import_one(
         Ok(_) => {}
         Err(e) => return Outcome::Failed(e.to_string()),
     }
-    let kind = match file_kind(path) {
-        Ok(Some(kind)) => kind,
-        Ok(None) => return Outcome::Failed("not a supported file".into()),
-        Err(e) => return Outcome::Failed(e.to_string()),
-    };
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let name = path
         .file_name()

@@ -13,7 +13,7 @@ use super::{Content, Db, DbError, NewDocument, Result};
 use crate::config::{Config, VideoPooling};
 use crate::engine::{EmbedRequest, Engine, ImageData, Pending};
 use crate::media::{
-    chunk::chunk_text,
+    chunk::{chunk_text, Chunk},
     detect_kind,
     document::{for_each_page_image, pdf_info, pdf_text, PdfLimits},
     video::{sample_frames, Sampling, VideoLimits},
@@ -96,15 +96,17 @@ pub fn embed_file(
             path.display()
         ))
     })?;
-    let (document, summary) = match kind {
+    // Images and text are read whole to embed them; their bytes are kept
+    // for the content instead of reading the file a second time.
+    let (document, summary, bytes) = match kind {
         MediaKind::Image => embed_image_file(engine, path)?,
-        MediaKind::Video => embed_video(engine, path, options, progress)?,
-        MediaKind::Pdf => embed_pdf(engine, path, options, progress)?,
+        MediaKind::Video => with_no_bytes(embed_video(engine, path, options, progress)?),
+        MediaKind::Pdf => with_no_bytes(embed_pdf(engine, path, options, progress)?),
         MediaKind::Text | MediaKind::Markdown | MediaKind::Html => {
             embed_text_file(engine, path, kind, options, progress)?
         }
     };
-    let document = attach_content(document, path, kind, options)?;
+    let document = attach_content(document, path, kind, options, bytes)?;
     Ok(EmbeddedFile {
         kind,
         document,
@@ -155,12 +157,27 @@ fn media_error(e: MediaError) -> DbError {
     DbError::Media(e)
 }
 
-fn embed_image_file(engine: &Engine, path: &Path) -> Result<(NewDocument, Value)> {
-    let bytes = read(path)?;
-    let vector = engine.embed(EmbedRequest::image(bytes))?;
+/// A document, its `"media"` summary, and the file's bytes when they were
+/// read whole on the way.
+type Embedded = (NewDocument, Value, Option<Vec<u8>>);
+
+fn with_no_bytes((document, summary): (NewDocument, Value)) -> Embedded {
+    (document, summary, None)
+}
+
+fn embed_image_file(engine: &Engine, path: &Path) -> Result<Embedded> {
+    let bytes = Arc::new(read(path)?);
+    let request = EmbedRequest {
+        images: vec![ImageData::Encoded(Arc::clone(&bytes))],
+        ..EmbedRequest::default()
+    };
+    let vector = engine.embed(request)?;
+    // The engine has let go of its reference by now: no copy.
+    let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
     Ok((
         NewDocument::new(Modality::Image, vector),
         json!({"kind": "image"}),
+        Some(bytes),
     ))
 }
 
@@ -378,23 +395,16 @@ fn embed_pdf(
     .map_err(|e| failed.take().unwrap_or(media_error(e)))?;
     let visual_vectors = pipeline.finish()?;
     let done = visual_vectors.len() as u64;
+    let primary = pool(&visual_vectors, VideoPooling::Mean)?;
     let page_vectors: Vec<(u32, Vec<f32>)> = pages.into_iter().zip(visual_vectors).collect();
     let chunk_requests = chunks.iter().map(|c| EmbedRequest::text(&c.text)).collect();
     let chunk_vectors = embed_all(engine, chunk_requests, &|d, _| progress(done + d, total))?;
 
-    let visual: Vec<Vec<f32>> = page_vectors.iter().map(|(_, v)| v.clone()).collect();
-    let primary = pool(&visual, VideoPooling::Mean)?;
     let mut document = NewDocument::new(Modality::Document, primary);
     for (page, vector) in page_vectors {
         document = document.with_segment(Span::Page { page }, vector);
     }
-    for (chunk, vector) in chunks.iter().zip(chunk_vectors) {
-        let span = Span::Bytes {
-            start: chunk.start as u64,
-            end: chunk.end as u64,
-        };
-        document = document.with_segment(span, vector);
-    }
+    let mut document = with_chunk_segments(document, &chunks, chunk_vectors);
     if !text.trim().is_empty() {
         document = document.with_text(text);
     }
@@ -410,7 +420,7 @@ fn embed_text_file(
     kind: MediaKind,
     options: &IngestOptions,
     progress: Progress<'_>,
-) -> Result<(NewDocument, Value)> {
+) -> Result<Embedded> {
     let bytes = read(path)?;
     let raw = String::from_utf8(bytes).map_err(|e| {
         media_error(MediaError::Unsupported {
@@ -420,14 +430,14 @@ fn embed_text_file(
     })?;
     let text = match kind {
         MediaKind::Html => crate::media::document::html_to_text(&raw),
-        _ => raw,
+        _ => raw.clone(),
     };
     let (document, chunks) = embed_long_text(engine, &text, options, progress)?;
     let summary = json!({
         "kind": match kind { MediaKind::Html => "html", MediaKind::Markdown => "markdown", _ => "text" },
         "chunks": chunks,
     });
-    Ok((document.with_text(text), summary))
+    Ok((document.with_text(text), summary, Some(raw.into_bytes())))
 }
 
 /// A text document: one vector when it fits one chunk; otherwise one per
@@ -456,7 +466,16 @@ pub fn embed_long_text(
     let requests = chunks.iter().map(|c| EmbedRequest::text(&c.text)).collect();
     let vectors = embed_all(engine, requests, progress)?;
     let primary = pool(&vectors, VideoPooling::Mean)?;
-    let mut document = NewDocument::new(Modality::Text, primary);
+    let document = with_chunk_segments(NewDocument::new(Modality::Text, primary), &chunks, vectors);
+    Ok((document, chunks.len()))
+}
+
+/// One segment per text chunk: its byte range and its vector.
+fn with_chunk_segments(
+    mut document: NewDocument,
+    chunks: &[Chunk],
+    vectors: Vec<Vec<f32>>,
+) -> NewDocument {
     for (chunk, vector) in chunks.iter().zip(vectors) {
         let span = Span::Bytes {
             start: chunk.start as u64,
@@ -464,16 +483,17 @@ pub fn embed_long_text(
         };
         document = document.with_segment(span, vector);
     }
-    Ok((document, chunks.len()))
+    document
 }
 
-/// The original file as the document's content: copied into the database,
-/// or referenced by path when large and allowed.
+/// The original file as the document's content: copied into the database
+/// (`bytes` when already read), or referenced by path when large and allowed.
 fn attach_content(
     document: NewDocument,
     path: &Path,
     kind: MediaKind,
     options: &IngestOptions,
+    bytes: Option<Vec<u8>>,
 ) -> Result<NewDocument> {
     let len = std::fs::metadata(path)
         .map(|m| m.len())
@@ -490,7 +510,10 @@ fn attach_content(
             content_type: Some(content_type),
         }));
     }
-    let data = read(path)?;
+    let data = match bytes {
+        Some(data) => data,
+        None => read(path)?,
+    };
     let content = match kind {
         MediaKind::Image => super::image_content(data),
         _ => Content::Bytes { data, content_type },

@@ -34,14 +34,10 @@ impl Db {
         filter: Option<&Filter>,
     ) -> Result<Vec<Hit>> {
         let index = self.collection_index(collection)?;
-        let vectors = self
-            .store
-            .get_vectors(index.collection_id(), id)?
+        let query = self
+            .get_vector(collection, id)?
             .ok_or_else(|| not_found(collection, id))?;
-        let query = vectors
-            .get(..self.dim())
-            .ok_or_else(|| DbError::Internal(format!("stored vectors of {id:?} are truncated")))?;
-        self.search_index(&index, query, k, filter, Some(id))
+        self.search_index(&index, &query, k, filter, Some(id))
     }
 
     /// `Ok` when the collection exists, else [`DbError::UnknownCollection`]

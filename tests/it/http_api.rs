@@ -7,8 +7,8 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::http_common::{data_url, file_part, floats, image_bytes, test_config, TestServer};
-use crate::model_parity::{case, fixture_dir, max_abs_diff};
+use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServer};
+use crate::model_parity::{case, fixture_dir, floats, max_abs_diff};
 
 const IMAGES: [&str; 3] = ["img_medium_333x250", "img_wide_640x96", "img_tiny_20x30"];
 

@@ -4,6 +4,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServer};
+use crate::preprocess::crc32;
 
 /// A PNG that declares `width`×`height` pixels: a valid header and a tiny
 /// compressed body of one colour (a decompression bomb in miniature).
@@ -18,20 +19,6 @@ fn large_png(width: u32, height: u32) -> Vec<u8> {
 /// data (a zlib header, nothing more): if the pixel limit were checked after
 /// decoding, this would be a decode error (400), not the limit (413).
 fn header_only_png(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xffff_ffffu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xedb8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
     let mut ihdr = b"IHDR".to_vec();
     ihdr.extend(width.to_be_bytes());
     ihdr.extend(height.to_be_bytes());

@@ -4,9 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::http_common::{data_url, file_part, floats, image_bytes, test_config, TestServer};
+use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServer};
 use crate::media_ingest::media;
-use crate::model_parity::max_abs_diff;
+use crate::model_parity::{floats, max_abs_diff};
 
 fn upload(s: &TestServer, path: &str, name: &str, id: &str) -> crate::http_common::Response {
     let bytes = std::fs::read(media(name)).unwrap();
@@ -104,6 +104,25 @@ fn fused_documents_hold_text_and_several_images() {
     assert!(max_abs_diff(stored, &both) <= 1e-5);
     // Both images are in the prompt: the second one changes the vector.
     assert!(max_abs_diff(stored, &first_only) > 1e-3);
+    // At most 16 images fused into one input, for documents and embeddings.
+    let many: Vec<&String> = (0..17).map(|_| &images[1]).collect();
+    for (path, body) in [
+        ("/collections/f/documents", json!({"images": many})),
+        ("/v1/embeddings", json!({"input": [{"images": many}]})),
+    ] {
+        let r = s.post_json(path, &body);
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{path}: {}",
+            r.json
+        );
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("17 images in one input"),
+            "{path}: {message}"
+        );
+    }
     // The first image is the stored content.
     let content = s.get("/collections/f/documents/pair/content");
     assert_eq!(content.bytes, image_bytes("img_medium_333x250"));
