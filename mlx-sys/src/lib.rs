@@ -6,6 +6,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 
+pub mod blas_kernel;
+
 /// mlx-rs seeds its default PRNG state with `mach_sys::mach_time::mach_approximate_time()`,
 /// a Darwin-only libc function that the mach-sys crate merely declares. Provide it
 /// elsewhere (monotonic nanoseconds) so `mlx_rs::random` links and works on Linux.

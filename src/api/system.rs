@@ -34,7 +34,7 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "dtype": engine.dtype,
             "quantization": engine.quantization,
             "device": engine.device,
-            "blas": crate::model::runtime::blas(),
+            "blas": crate::model::runtime::blas_report(),
         },
         "profile": state.profile,
         "versions": {

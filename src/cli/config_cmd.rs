@@ -42,7 +42,7 @@ fn show_json(loaded: &ConfigSources) -> Value {
         "profile": loaded.profile,
         "runtime": {
             "device": crate::model::runtime::default_device(),
-            "blas": crate::model::runtime::blas(),
+            "blas": crate::model::runtime::blas_report(),
         },
     })
 }
@@ -69,10 +69,13 @@ fn show_text(loaded: &ConfigSources) -> String {
         loaded.profile.as_deref().unwrap_or("none")
     ));
     out.push_str(&format!(
-        "# mlx:         {} (blas: {})\n",
+        "# mlx:         {}\n# blas:        {}\n",
         crate::model::runtime::default_device(),
-        crate::model::runtime::blas()
+        crate::model::runtime::blas_summary()
     ));
+    if let Some(warning) = crate::model::runtime::blas_warning() {
+        out.push_str(&format!("# WARNING:     {warning}\n"));
+    }
     let width = loaded.sources.keys().map(String::len).max().unwrap_or(0);
     for (path, source) in &loaded.sources {
         let value = path

@@ -22,6 +22,10 @@ pub struct EmbedArgs {
     /// Quantize the decoder's linear layers.
     #[arg(long, value_enum)]
     quantize: Option<QuantArg>,
+    /// Keep weights in bfloat16 and compute in float32, layer by layer
+    /// (half the memory of float32 weights; default: when they would not fit).
+    #[arg(long, value_enum)]
+    weight_storage: Option<WeightStorageArg>,
     /// System-turn instruction (default: model.instruction).
     #[arg(long)]
     instruction: Option<String>,
@@ -43,6 +47,12 @@ pub struct EmbedArgs {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DtypeArg {
     Float32,
+    Bfloat16,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum WeightStorageArg {
+    Compute,
     Bfloat16,
 }
 
@@ -70,6 +80,17 @@ impl EmbedArgs {
                 QuantArg::Q4 => "q4",
             };
             flags.set("model.quantization", v, Source::Flag("--quantize".into()));
+        }
+        if let Some(w) = self.weight_storage {
+            let v = match w {
+                WeightStorageArg::Compute => "compute",
+                WeightStorageArg::Bfloat16 => "bfloat16",
+            };
+            flags.set(
+                "model.weight_storage",
+                v,
+                Source::Flag("--weight-storage".into()),
+            );
         }
         if let Some(i) = &self.instruction {
             flags.set(

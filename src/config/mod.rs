@@ -88,6 +88,18 @@ pub enum ComputeDtype {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
+pub enum WeightStorageChoice {
+    /// bfloat16 when float32 weights would not fit in memory (CPU, float32
+    /// compute), else the compute dtype.
+    Auto,
+    /// Weights in the compute dtype.
+    Compute,
+    /// Weights kept in bfloat16, cast to the compute dtype layer by layer.
+    Bfloat16,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum VideoPooling {
     Mean,
     Max,
@@ -125,6 +137,8 @@ pub struct ModelConfig {
     /// Quantization group size (32, 64 or 128).
     pub group_size: i32,
     pub dtype: ComputeDtype,
+    /// How weight matrices are held in memory (`bfloat16`: half of float32).
+    pub weight_storage: WeightStorageChoice,
     /// Where hub downloads go; `null` = the standard Hugging Face cache.
     pub cache_dir: Option<PathBuf>,
     pub device: DeviceChoice,
@@ -220,6 +234,7 @@ impl Default for ModelConfig {
             quantization: Quantization::Auto,
             group_size: 64,
             dtype: ComputeDtype::Auto,
+            weight_storage: WeightStorageChoice::Auto,
             cache_dir: None,
             device: DeviceChoice::Auto,
             instruction: "You are a helpful assistant.".to_owned(),

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::model::{
     preprocess, ComputeType, LoadOptions, ModelError, PreparedInput, Preparer, QuantSpec,
+    WeightStorage,
 };
 use cache::{CacheKey, Cached, EmbeddingCache};
 
@@ -346,7 +347,7 @@ pub fn engine_config(
     model_dir: PathBuf,
     model_id: String,
 ) -> EngineConfig {
-    use crate::config::{ComputeDtype, Quantization};
+    use crate::config::{ComputeDtype, Quantization, WeightStorageChoice};
     let gpu = crate::model::runtime::gpu_selected(config.model.device);
     let compute = match config.model.dtype {
         ComputeDtype::Float32 => ComputeType::Float32,
@@ -382,15 +383,41 @@ pub fn engine_config(
             _ => QuantSpec::None,
         },
     };
+    let mut load = LoadOptions {
+        compute,
+        weights: WeightStorage::Compute,
+        quant,
+        max_len: config.processing.max_text_length,
+    };
+    load.weights = match config.model.weight_storage {
+        WeightStorageChoice::Compute => WeightStorage::Compute,
+        WeightStorageChoice::Bfloat16 => WeightStorage::Bfloat16,
+        // float32 weights that would not fit: keep them in bf16 (same
+        // numbers for the bf16 checkpoints every release ships).
+        WeightStorageChoice::Auto => {
+            let fits = match (
+                crate::model::weights::parameter_count(&model_dir),
+                crate::model::available_memory_bytes(),
+            ) {
+                (Ok(params), Some(available)) => {
+                    // Leave an eighth for activations and the rest of the process.
+                    let bytes = crate::model::weight_bytes(params, &load);
+                    bytes + bytes / 8 <= available
+                }
+                _ => true,
+            };
+            if fits {
+                WeightStorage::Compute
+            } else {
+                WeightStorage::Bfloat16
+            }
+        }
+    };
     EngineConfig {
         model_dir,
         model_id,
         gpu,
-        load: LoadOptions {
-            compute,
-            quant,
-            max_len: config.processing.max_text_length,
-        },
+        load,
         instruction: config.model.instruction.clone(),
         image_min_pixels: config.processing.image_min_pixels,
         image_max_pixels: config.processing.image_max_pixels,

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{EngineConfig, EngineError, EngineInfo, EngineStats, Job};
-use crate::model::{runtime, Embedder, Preparer, QuantSpec};
+use crate::model::{runtime, Embedder, Preparer, QuantSpec, WeightStorage};
 
 type Ready = Result<(Arc<Preparer>, EngineInfo), EngineError>;
 
@@ -45,7 +45,10 @@ fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
     let info = EngineInfo {
         model_id: config.model_id.clone(),
         dim: embedder.dim(),
-        dtype: config.load.compute.as_str().to_owned(),
+        dtype: match config.load.weights {
+            WeightStorage::Compute => config.load.compute.as_str().to_owned(),
+            WeightStorage::Bfloat16 => format!("{} (bfloat16 weights)", config.load.compute.as_str()),
+        },
         quantization,
         device,
     };
@@ -54,6 +57,10 @@ fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
         quantization = %info.quantization, device = %info.device,
         "model loaded in {:.1}s", started.elapsed().as_secs_f64()
     );
+    tracing::info!("blas: {}", runtime::blas_summary());
+    if let Some(warning) = runtime::blas_warning() {
+        tracing::warn!("SLOW MATRIX PRODUCTS: {warning}");
+    }
     Ok((embedder, info))
 }
 

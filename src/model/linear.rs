@@ -1,5 +1,5 @@
 //! Linear layers, dense or quantized with MLX's affine group quantization.
-use mlx_rs::{ops, Array};
+use mlx_rs::{ops, Array, Dtype};
 
 use super::ModelError;
 
@@ -13,8 +13,11 @@ pub enum QuantSpec {
 pub enum Linear {
     Dense {
         /// `[in, out]`: transposed once at load so forward is a plain matmul.
+        /// Kept in the storage dtype (bf16 weights with f32 compute are cast
+        /// per forward, so only one layer at a time exists in f32).
         weight_t: Array,
         bias: Option<Array>,
+        compute: Dtype,
     },
     Quantized {
         weight: Array,
@@ -27,14 +30,22 @@ pub enum Linear {
 }
 
 impl Linear {
-    /// `weight` is `[out, in]` as in PyTorch checkpoints.
-    pub fn new(weight: Array, bias: Option<Array>, quant: QuantSpec) -> Result<Self, ModelError> {
+    /// `weight` is `[out, in]` as in PyTorch checkpoints, in its storage
+    /// dtype; the layer computes in `compute`.
+    pub fn new(
+        weight: Array,
+        bias: Option<Array>,
+        quant: QuantSpec,
+        compute: Dtype,
+    ) -> Result<Self, ModelError> {
         let in_features = weight.shape()[1];
+        let bias = bias.map(|b| b.as_dtype(compute)).transpose()?;
         match quant {
             // MLX packs whole groups along the input axis; layers whose input
             // size is not a multiple of the group size stay dense.
             QuantSpec::Bits { bits, group_size } if in_features % group_size == 0 => {
-                let (weight, scales, biases) = ops::quantize(&weight, group_size, bits)?;
+                let (weight, scales, biases) =
+                    ops::quantize(&weight.as_dtype(compute)?, group_size, bits)?;
                 Ok(Linear::Quantized {
                     weight,
                     scales,
@@ -47,13 +58,18 @@ impl Linear {
             _ => Ok(Linear::Dense {
                 weight_t: weight.t(),
                 bias,
+                compute,
             }),
         }
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array, ModelError> {
         let (y, bias) = match self {
-            Linear::Dense { weight_t, bias } => (ops::matmul(x, weight_t)?, bias),
+            Linear::Dense {
+                weight_t,
+                bias,
+                compute,
+            } => (ops::matmul(x, as_dtype(weight_t, *compute)?)?, bias),
             Linear::Quantized {
                 weight,
                 scales,
@@ -71,4 +87,13 @@ impl Linear {
             None => y,
         })
     }
+}
+
+/// `array` in `dtype`, without a cast node when it already is.
+pub fn as_dtype(array: &Array, dtype: Dtype) -> Result<Array, ModelError> {
+    Ok(if array.dtype() == dtype {
+        array.clone()
+    } else {
+        array.as_dtype(dtype)?
+    })
 }

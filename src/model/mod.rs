@@ -12,6 +12,7 @@ pub mod preprocess;
 mod qwen2;
 pub mod rope;
 pub mod runtime;
+mod stages;
 mod tokenizer;
 mod vision;
 pub mod weights;
@@ -26,6 +27,7 @@ use mlx_rs::{ops, Array, Dtype};
 use config::Qwen2VlConfig;
 pub use linear::QuantSpec;
 use qwen2::{DecoderInput, TextDecoder};
+use stages::StageClock;
 use tokenizer::PromptTokenizer;
 use vision::VisionTower;
 
@@ -98,9 +100,31 @@ impl ComputeType {
     }
 }
 
+/// How the large weight matrices are kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightStorage {
+    /// In the compute dtype (float32 weights for float32 compute).
+    Compute,
+    /// In bfloat16, cast to the compute dtype one layer at a time: half the
+    /// memory of float32 weights at float32 kernel speed (the 7B model in
+    /// ~17 GB on a Linux CPU). Exact for bf16 checkpoints, which all
+    /// Ops-MM-embedding-v1 releases are.
+    Bfloat16,
+}
+
+impl WeightStorage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightStorage::Compute => "compute-dtype",
+            WeightStorage::Bfloat16 => "bfloat16",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub compute: ComputeType,
+    pub weights: WeightStorage,
     pub quant: QuantSpec,
     /// Token limit per prompt (`processing.max_text_length`).
     pub max_len: usize,
@@ -110,6 +134,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             compute: ComputeType::Float32,
+            weights: WeightStorage::Compute,
             quant: QuantSpec::None,
             max_len: 8192,
         }
@@ -185,21 +210,28 @@ pub struct Embedder {
     vision: VisionTower,
     decoder: TextDecoder,
     options: LoadOptions,
+    clock: StageClock,
 }
 
 impl Embedder {
     /// Loads a Qwen2-VL checkpoint from a local directory (config.json,
     /// tokenizer.json, safetensors).
     pub fn load(dir: &Path, options: LoadOptions) -> Result<Self, ModelError> {
+        check_memory(dir, &options)?;
         let config_path = dir.join("config.json");
         let text =
             std::fs::read_to_string(&config_path).map_err(|e| ModelError::io(&config_path, e))?;
         let config = Qwen2VlConfig::from_json(&text)?;
         let tokenizer =
             PromptTokenizer::from_file(&dir.join("tokenizer.json"), config.image_token_id)?;
-        let mut weights = weights::Weights::load(dir, &config, options.compute.dtype())?;
-        let vision = VisionTower::load(&config.vision, &mut weights, options.compute.dtype())?;
-        let decoder = TextDecoder::load(&config.text, &mut weights, options.quant)?;
+        let compute = options.compute.dtype();
+        let storage = match options.weights {
+            WeightStorage::Compute => compute,
+            WeightStorage::Bfloat16 => Dtype::Bfloat16,
+        };
+        let mut weights = weights::Weights::load(dir, &config, storage)?;
+        let vision = VisionTower::load(&config.vision, &mut weights, compute)?;
+        let decoder = TextDecoder::load(&config.text, &mut weights, options.quant, compute)?;
         let preparer = Arc::new(Preparer {
             tokenizer,
             merge_window: config.vision.spatial_merge_size.pow(2) as u32,
@@ -211,6 +243,7 @@ impl Embedder {
             vision,
             decoder,
             options,
+            clock: StageClock::default(),
         })
     }
 
@@ -242,11 +275,25 @@ impl Embedder {
         self.preparer.prepare(instruction, text, images)
     }
 
+    /// Starts timing the forward pass per stage (benchmarks only: every stage
+    /// is then evaluated on its own, which is slower).
+    pub fn start_stage_timing(&self) {
+        self.clock.start();
+    }
+
+    /// Seconds per stage since [`Self::start_stage_timing`], which it ends.
+    pub fn stop_stage_timing(&self) -> Vec<(&'static str, f64)> {
+        self.clock.stop()
+    }
+
     /// L2-normalised embeddings, one per input, computed as one padded batch.
     pub fn embed_batch(&self, inputs: &[PreparedInput]) -> Result<Vec<Vec<f32>>, ModelError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
+        // With the stage clock on (benchmarks), the time since it started is
+        // the caller's input preparation.
+        self.clock.charge("preprocess (decode, resize, tokenize)");
         let b = inputs.len();
         let len = inputs.iter().map(|i| i.ids.len()).max().unwrap_or(0);
         let merge = self.config.vision.spatial_merge_size as u32;
@@ -268,7 +315,11 @@ impl Embedder {
                 }
             }
             for image in &input.images {
-                image_embeds.push(self.vision.forward(&image.pixel_values, image.grid_thw)?);
+                image_embeds.push(self.vision.forward(
+                    &image.pixel_values,
+                    image.grid_thw,
+                    &self.clock,
+                )?);
             }
         }
         let image_embeds = match image_embeds.len() {
@@ -300,19 +351,85 @@ impl Embedder {
             &ids.iter().map(|&i| i as i32).collect::<Vec<_>>(),
             &[b as i32, len as i32],
         );
-        let hidden = self.decoder.last_hidden(&DecoderInput {
-            ids: &ids,
-            image_embeds: image_embeds.as_ref(),
-            image_positions: &image_positions,
-            cos: &cos,
-            sin: &sin,
-            mask: mask.as_ref(),
-        })?;
+        self.clock.charge("decoder input (embeddings, scatter)");
+        let hidden = self.decoder.last_hidden(
+            &DecoderInput {
+                ids: &ids,
+                image_embeds: image_embeds.as_ref(),
+                image_positions: &image_positions,
+                cos: &cos,
+                sin: &sin,
+                mask: mask.as_ref(),
+            },
+            &self.clock,
+        )?;
         let hidden = hidden.as_dtype(Dtype::Float32)?;
         hidden.eval()?;
         let flat: &[f32] = hidden.as_slice();
-        Ok(flat.chunks(self.dim()).map(l2_normalize).collect())
+        let embeddings = flat.chunks(self.dim()).map(l2_normalize).collect();
+        self.clock.charge("pooling (final norm, normalise)");
+        Ok(embeddings)
     }
+}
+
+/// Bytes the weights take in memory with these options (quantized layers
+/// counted at their packed size plus scales).
+pub fn weight_bytes(parameters: u64, options: &LoadOptions) -> u64 {
+    let per_param = match (options.quant, options.weights, options.compute) {
+        // Decoder linears dominate; packed bits + f32 scale/bias per group.
+        (QuantSpec::Bits { bits, group_size }, _, _) => {
+            bits as f64 / 8.0 + 8.0 / group_size as f64
+        }
+        (QuantSpec::None, WeightStorage::Bfloat16, _) => 2.0,
+        (QuantSpec::None, WeightStorage::Compute, ComputeType::Bfloat16) => 2.0,
+        (QuantSpec::None, WeightStorage::Compute, ComputeType::Float32) => 4.0,
+    };
+    (parameters as f64 * per_param) as u64
+}
+
+/// Memory the OS can give us now (Linux `MemAvailable`); `None` elsewhere.
+pub fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Fails at once, naming the ways out, when the weights cannot fit in the
+/// memory that is available (instead of swapping or being killed halfway
+/// through loading).
+fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
+    let (Some(available), Ok(parameters)) = (available_memory_bytes(), weights::parameter_count(dir))
+    else {
+        return Ok(()); // unknown: let the load try
+    };
+    let needed = weight_bytes(parameters, options);
+    if needed <= available {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    let mut ways = vec!["a smaller model (e.g. OpenSearch-AI/Ops-MM-embedding-v1-2B)".to_owned()];
+    let half = LoadOptions {
+        weights: WeightStorage::Bfloat16,
+        ..options.clone()
+    };
+    if options.quant == QuantSpec::None && weight_bytes(parameters, &half) < needed {
+        ways.push(format!(
+            "--weight-storage bfloat16 / model.weight_storage: bfloat16 (float32 compute, {:.1} GB of weights)",
+            gb(weight_bytes(parameters, &half))
+        ));
+    }
+    if !matches!(options.quant, QuantSpec::Bits { bits: 8 | 4, .. }) {
+        ways.push("--quantize q8 / model.quantization: q8".to_owned());
+    }
+    Err(ModelError::Config(format!(
+        "the model's {:.2} B parameters need {:.1} GB of memory as configured, but only {:.1} GB \
+         is available; use {}",
+        parameters as f64 / 1e9,
+        gb(needed),
+        gb(available),
+        ways.join(", or ")
+    )))
 }
 
 /// Additive causal + left-padding mask `[b, len, len]`, or `None` when no

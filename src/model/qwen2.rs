@@ -6,7 +6,8 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::TextConfig,
-    linear::{Linear, QuantSpec},
+    linear::{self, Linear, QuantSpec},
+    stages::StageClock,
     weights::Weights,
     ModelError,
 };
@@ -25,6 +26,8 @@ struct Layer {
 
 pub struct TextDecoder {
     cfg: TextConfig,
+    /// Compute dtype; `embed_tokens` may be stored narrower (bf16 weights).
+    dtype: Dtype,
     embed_tokens: Array,
     layers: Vec<Layer>,
     final_norm: Array,
@@ -47,11 +50,17 @@ pub struct DecoderInput<'a> {
 }
 
 impl TextDecoder {
-    pub fn load(cfg: &TextConfig, w: &mut Weights, quant: QuantSpec) -> Result<Self, ModelError> {
+    pub fn load(
+        cfg: &TextConfig,
+        w: &mut Weights,
+        quant: QuantSpec,
+        dtype: Dtype,
+    ) -> Result<Self, ModelError> {
         let lin = |w: &mut Weights, name: String, bias: bool| {
             let b = bias.then(|| w.take(&format!("{name}.bias")));
-            Linear::new(w.take(&format!("{name}.weight")), b, quant)
+            Linear::new(w.take(&format!("{name}.weight")), b, quant, dtype)
         };
+        let norm = |w: &mut Weights, name: String| w.take(&name).as_dtype(dtype);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -63,24 +72,29 @@ impl TextDecoder {
                 gate: lin(w, format!("{p}.mlp.gate_proj"), false)?,
                 up: lin(w, format!("{p}.mlp.up_proj"), false)?,
                 down: lin(w, format!("{p}.mlp.down_proj"), false)?,
-                input_norm: w.take(&format!("{p}.input_layernorm.weight")),
-                post_attn_norm: w.take(&format!("{p}.post_attention_layernorm.weight")),
+                input_norm: norm(w, format!("{p}.input_layernorm.weight"))?,
+                post_attn_norm: norm(w, format!("{p}.post_attention_layernorm.weight"))?,
             });
         }
         Ok(TextDecoder {
             cfg: cfg.clone(),
+            dtype,
             embed_tokens: w.take("model.embed_tokens.weight"),
             layers,
-            final_norm: w.take("model.norm.weight"),
+            final_norm: norm(w, "model.norm.weight".into())?,
         })
     }
 
     pub fn dtype(&self) -> Dtype {
-        self.embed_tokens.dtype()
+        self.dtype
     }
 
     /// Final-normed hidden state of each row's last token, `[batch, hidden]`.
-    pub fn last_hidden(&self, input: &DecoderInput) -> Result<Array, ModelError> {
+    pub fn last_hidden(
+        &self,
+        input: &DecoderInput,
+        clock: &StageClock,
+    ) -> Result<Array, ModelError> {
         let cfg = &self.cfg;
         let (b, l) = (input.ids.shape()[0], input.ids.shape()[1]);
         let hidden = cfg.hidden_size as i32;
@@ -90,7 +104,7 @@ impl TextDecoder {
             cfg.head_dim() as i32,
         );
         let flat_ids = input.ids.reshape(&[b * l])?;
-        let mut h = self.embed_tokens.take_axis(&flat_ids, 0)?;
+        let mut h = linear::as_dtype(&self.embed_tokens.take_axis(&flat_ids, 0)?, self.dtype)?;
         if let Some(image_embeds) = input.image_embeds {
             // Scatter: gather from [text rows; image rows] with image positions
             // pointing past the text rows.
@@ -106,15 +120,25 @@ impl TextDecoder {
         let cos = input.cos.as_dtype(dtype)?;
         let sin = input.sin.as_dtype(dtype)?;
         let scale = 1.0 / (hd as f32).sqrt();
+        clock.mark("decoder input (embeddings, scatter)", &h)?;
 
         for layer in &self.layers {
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
+            clock.mark("decoder norms/rotary/residual", &x)?;
             let heads = |a: Array, n: i32| a.reshape(&[b, l, n, hd])?.transpose_axes(&[0, 2, 1, 3]);
             let q = heads(layer.q.forward(&x)?, nh)?;
             let k = heads(layer.k.forward(&x)?, nkv)?;
             let v = heads(layer.v.forward(&x)?, nkv)?;
+            if clock.is_running() {
+                mlx_rs::transforms::eval([&q, &k, &v])?;
+                clock.charge("decoder attention projections");
+            }
             let q = super::apply_rotary(&q, &cos, &sin)?;
             let k = super::apply_rotary(&k, &cos, &sin)?;
+            if clock.is_running() {
+                mlx_rs::transforms::eval([&q, &k])?;
+                clock.charge("decoder norms/rotary/residual");
+            }
             let o = match input.mask {
                 Some(mask) => fast::scaled_dot_product_attention(&q, &k, &v, scale, mask, None)?,
                 None => fast::scaled_dot_product_attention(
@@ -127,14 +151,20 @@ impl TextDecoder {
                 )?,
             };
             let o = o.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, nh * hd])?;
-            h = ops::add(&h, layer.o.forward(&o)?)?;
+            clock.mark("decoder attention core", &o)?;
+            let o = layer.o.forward(&o)?;
+            clock.mark("decoder attention projections", &o)?;
+            h = ops::add(&h, o)?;
 
             let x = fast::rms_norm(&h, Some(&layer.post_attn_norm), cfg.rms_norm_eps)?;
+            clock.mark("decoder norms/rotary/residual", &x)?;
             let gated = ops::multiply(
                 mlx_rs::nn::silu(layer.gate.forward(&x)?)?,
                 layer.up.forward(&x)?,
             )?;
-            h = ops::add(&h, layer.down.forward(&gated)?)?;
+            let y = layer.down.forward(&gated)?;
+            clock.mark("decoder mlp", &y)?;
+            h = ops::add(&h, y)?;
         }
         let last = h.take_axis(Array::from_int(l - 1), 1)?; // [b, hidden]
         Ok(fast::rms_norm(

@@ -7,8 +7,10 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::VisionConfig,
-    linear::{Linear, QuantSpec},
-    rope, ModelError,
+    linear::{self, Linear, QuantSpec},
+    rope,
+    stages::StageClock,
+    ModelError,
 };
 
 const LN_EPS: f32 = 1e-6;
@@ -19,11 +21,15 @@ struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(w: &mut super::weights::Weights, prefix: &str) -> Self {
-        LayerNorm {
-            weight: w.take(&format!("{prefix}.weight")),
-            bias: w.take(&format!("{prefix}.bias")),
-        }
+    fn load(
+        w: &mut super::weights::Weights,
+        prefix: &str,
+        dtype: Dtype,
+    ) -> Result<Self, ModelError> {
+        Ok(LayerNorm {
+            weight: w.take(&format!("{prefix}.weight")).as_dtype(dtype)?,
+            bias: w.take(&format!("{prefix}.bias")).as_dtype(dtype)?,
+        })
     }
     fn forward(&self, x: &Array) -> Result<Array, ModelError> {
         Ok(fast::layer_norm(x, &self.weight, &self.bias, LN_EPS)?)
@@ -50,12 +56,17 @@ pub struct VisionTower {
     merger_fc2: Linear,
 }
 
-fn linear(w: &mut super::weights::Weights, prefix: &str) -> Result<Linear, ModelError> {
+fn linear(
+    w: &mut super::weights::Weights,
+    prefix: &str,
+    dtype: Dtype,
+) -> Result<Linear, ModelError> {
     // The vision tower is small next to the decoder; it always stays dense.
     Linear::new(
         w.take(&format!("{prefix}.weight")),
         Some(w.take(&format!("{prefix}.bias"))),
         QuantSpec::None,
+        dtype,
     )
 }
 
@@ -73,12 +84,12 @@ impl VisionTower {
         for i in 0..cfg.depth {
             let p = format!("visual.blocks.{i}");
             blocks.push(Block {
-                norm1: LayerNorm::load(w, &format!("{p}.norm1")),
-                norm2: LayerNorm::load(w, &format!("{p}.norm2")),
-                qkv: linear(w, &format!("{p}.attn.qkv"))?,
-                proj: linear(w, &format!("{p}.attn.proj"))?,
-                fc1: linear(w, &format!("{p}.mlp.fc1"))?,
-                fc2: linear(w, &format!("{p}.mlp.fc2"))?,
+                norm1: LayerNorm::load(w, &format!("{p}.norm1"), dtype)?,
+                norm2: LayerNorm::load(w, &format!("{p}.norm2"), dtype)?,
+                qkv: linear(w, &format!("{p}.attn.qkv"), dtype)?,
+                proj: linear(w, &format!("{p}.attn.proj"), dtype)?,
+                fc1: linear(w, &format!("{p}.mlp.fc1"), dtype)?,
+                fc2: linear(w, &format!("{p}.mlp.fc2"), dtype)?,
             });
         }
         Ok(VisionTower {
@@ -86,22 +97,28 @@ impl VisionTower {
             dtype,
             patch_embed_t,
             blocks,
-            merger_ln: LayerNorm::load(w, "visual.merger.ln_q"),
-            merger_fc1: linear(w, "visual.merger.mlp.0")?,
-            merger_fc2: linear(w, "visual.merger.mlp.2")?,
+            merger_ln: LayerNorm::load(w, "visual.merger.ln_q", dtype)?,
+            merger_fc1: linear(w, "visual.merger.mlp.0", dtype)?,
+            merger_fc2: linear(w, "visual.merger.mlp.2", dtype)?,
         })
     }
 
     /// One image's patches `[t·h·w, 1176]` (merge-window order) → its tokens
     /// `[t·h·w / merge², hidden]`. Images are encoded one at a time, which is
     /// the block-diagonal attention of the reference.
-    pub fn forward(&self, pixel_values: &[f32], grid: [u32; 3]) -> Result<Array, ModelError> {
+    pub fn forward(
+        &self,
+        pixel_values: &[f32],
+        grid: [u32; 3],
+        clock: &StageClock,
+    ) -> Result<Array, ModelError> {
         let cfg = &self.cfg;
         let n = (grid[0] * grid[1] * grid[2]) as i32;
         let (heads, hd) = (cfg.num_heads as i32, cfg.head_dim() as i32);
         let x =
             Array::from_slice(pixel_values, &[n, cfg.patch_dim() as i32]).as_dtype(self.dtype)?;
-        let mut x = ops::matmul(&x, &self.patch_embed_t)?;
+        let mut x = ops::matmul(&x, linear::as_dtype(&self.patch_embed_t, self.dtype)?)?;
+        clock.mark("vision patch embed", &x)?;
 
         let merge = cfg.spatial_merge_size as u32;
         let (cos, sin) = rope::vision_tables(grid, merge, cfg.head_dim());
@@ -111,11 +128,14 @@ impl VisionTower {
 
         for b in &self.blocks {
             let y = b.norm1.forward(&x)?;
+            clock.mark("vision norms/rotary/residual", &y)?;
             let qkv = b.qkv.forward(&y)?.reshape(&[n, 3, heads, hd])?;
+            clock.mark("vision attention projections", &qkv)?;
             let parts = qkv.split_equal(3, 1)?;
             let q = rotate(&parts[0].reshape(&[n, heads, hd])?, &cos, &sin, self.dtype)?;
             let k = rotate(&parts[1].reshape(&[n, heads, hd])?, &cos, &sin, self.dtype)?;
             let v = parts[2].reshape(&[n, heads, hd])?;
+            clock.mark("vision norms/rotary/residual", &ops::add(&q, &k)?)?;
             // [n, heads, hd] → [1, heads, n, hd]; bidirectional within the image.
             let to_bhld = |a: &Array| a.transpose_axes(&[1, 0, 2])?.expand_dims(0);
             let o = fast::scaled_dot_product_attention(
@@ -130,11 +150,17 @@ impl VisionTower {
                 .squeeze_axes(&[0])?
                 .transpose_axes(&[1, 0, 2])?
                 .reshape(&[n, cfg.embed_dim as i32])?;
-            x = ops::add(&x, b.proj.forward(&o)?)?;
+            clock.mark("vision attention core", &o)?;
+            let o = b.proj.forward(&o)?;
+            clock.mark("vision attention projections", &o)?;
+            x = ops::add(&x, o)?;
 
             let y = b.norm2.forward(&x)?;
+            clock.mark("vision norms/rotary/residual", &y)?;
             let y = quick_gelu(&b.fc1.forward(&y)?)?;
-            x = ops::add(&x, b.fc2.forward(&y)?)?;
+            let y = b.fc2.forward(&y)?;
+            clock.mark("vision mlp", &y)?;
+            x = ops::add(&x, y)?;
         }
 
         let window = (cfg.spatial_merge_size * cfg.spatial_merge_size) as i32;
@@ -143,7 +169,9 @@ impl VisionTower {
             .forward(&x)?
             .reshape(&[n / window, cfg.embed_dim as i32 * window])?;
         let y = mlx_rs::nn::gelu(self.merger_fc1.forward(&y)?)?;
-        self.merger_fc2.forward(&y)
+        let y = self.merger_fc2.forward(&y)?;
+        clock.mark("vision merger", &y)?;
+        Ok(y)
     }
 }
 

@@ -58,6 +58,42 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     )))
 }
 
+/// Number of parameters in a model directory's safetensors files (read from
+/// their headers only, without loading any tensor), excluding `lm_head.*`,
+/// which is never loaded.
+pub fn parameter_count(dir: &Path) -> Result<u64, ModelError> {
+    use std::io::Read;
+    let mut total = 0u64;
+    for file in weight_files(dir)? {
+        let bad = |why: &str| ModelError::Weights(format!("{}: {why}", file.display()));
+        let mut f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(|e| ModelError::io(&file, e))?;
+        let len = u64::from_le_bytes(len);
+        // The format caps headers at 100 MB.
+        if len > 100_000_000 {
+            return Err(bad("not a safetensors file (header too large)"));
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header).map_err(|e| ModelError::io(&file, e))?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&header).map_err(|_| bad("safetensors header is not JSON"))?;
+        let entries = header
+            .as_object()
+            .ok_or_else(|| bad("safetensors header is not an object"))?;
+        for (name, entry) in entries {
+            if name == "__metadata__" || normalise_key(name).is_none() {
+                continue;
+            }
+            let shape = entry["shape"]
+                .as_array()
+                .ok_or_else(|| bad("tensor without shape"))?;
+            total += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
+        }
+    }
+    Ok(total)
+}
+
 /// Every tensor the model needs, by legacy name, with its shape.
 pub fn expected_shapes(cfg: &Qwen2VlConfig) -> BTreeMap<String, Vec<i32>> {
     let t = &cfg.text;
