@@ -388,6 +388,7 @@ pub fn engine_config(
         weights: WeightStorage::Compute,
         quant,
         max_len: config.processing.max_text_length,
+        cpu_kernels: true,
     };
     load.weights = match config.model.weight_storage {
         WeightStorageChoice::Compute => WeightStorage::Compute,

@@ -7,6 +7,7 @@
 //! left-padded. See `tests/fixtures/qwen2vl-tiny/README.md` for the recipe.
 pub mod config;
 pub mod hub;
+mod kernels;
 mod linear;
 pub mod preprocess;
 mod qwen2;
@@ -59,6 +60,8 @@ pub enum ModelError {
     Download(String),
     #[error("mlx: {0}")]
     Mlx(#[from] mlx_rs::error::Exception),
+    #[error("mlx data: {0}")]
+    MlxData(#[from] mlx_rs::error::AsSliceError),
 }
 
 impl ModelError {
@@ -128,6 +131,10 @@ pub struct LoadOptions {
     pub quant: QuantSpec,
     /// Token limit per prompt (`processing.max_text_length`).
     pub max_len: usize,
+    /// Attention and activations through our CPU kernels (`kernels.rs`)
+    /// when computing in float32 on the CPU; `false` keeps everything in MLX
+    /// (for comparisons).
+    pub cpu_kernels: bool,
 }
 
 impl Default for LoadOptions {
@@ -137,6 +144,7 @@ impl Default for LoadOptions {
             weights: WeightStorage::Compute,
             quant: QuantSpec::None,
             max_len: 8192,
+            cpu_kernels: true,
         }
     }
 }
@@ -230,8 +238,17 @@ impl Embedder {
             WeightStorage::Bfloat16 => Dtype::Bfloat16,
         };
         let mut weights = weights::Weights::load(dir, &config, storage)?;
-        let vision = VisionTower::load(&config.vision, &mut weights, compute)?;
-        let decoder = TextDecoder::load(&config.text, &mut weights, options.quant, compute)?;
+        let host_kernels = options.cpu_kernels
+            && compute == Dtype::Float32
+            && runtime::default_device().contains("cpu");
+        let vision = VisionTower::load(&config.vision, &mut weights, compute, host_kernels)?;
+        let decoder = TextDecoder::load(
+            &config.text,
+            &mut weights,
+            options.quant,
+            compute,
+            host_kernels,
+        )?;
         let preparer = Arc::new(Preparer {
             tokenizer,
             merge_window: config.vision.spatial_merge_size.pow(2) as u32,
@@ -338,15 +355,23 @@ impl Embedder {
 
         let t = &self.config.text;
         let hd = t.head_dim();
-        let (cos, sin) = rope::mrope_tables(&positions, len, hd, t.rope_theta, t.mrope_section);
+        let (cos_host, sin_host) =
+            rope::mrope_tables(&positions, len, hd, t.rope_theta, t.mrope_section);
         let shape = [b as i32, 1, len as i32, hd as i32];
-        let cos = Array::from_slice(&cos, &shape);
-        let sin = Array::from_slice(&sin, &shape);
-        let mask = padding_mask(inputs, len).map(|m| {
-            Array::from_slice(&m, &[b as i32, 1, len as i32, len as i32])
-                .as_dtype(self.decoder.dtype())
-        });
-        let mask = mask.transpose()?;
+        let cos = Array::from_slice(&cos_host, &shape);
+        let sin = Array::from_slice(&sin_host, &shape);
+        let left_pad: Vec<usize> = inputs.iter().map(|i| len - i.ids.len()).collect();
+        // The CPU kernels take the padding as numbers; MLX needs the mask.
+        let mask = match self.decoder.host_kernels() {
+            true => None,
+            false => padding_mask(inputs, len),
+        };
+        let mask = mask
+            .map(|m| {
+                Array::from_slice(&m, &[b as i32, 1, len as i32, len as i32])
+                    .as_dtype(self.decoder.dtype())
+            })
+            .transpose()?;
         let ids = Array::from_slice(
             &ids.iter().map(|&i| i as i32).collect::<Vec<_>>(),
             &[b as i32, len as i32],
@@ -359,6 +384,9 @@ impl Embedder {
                 image_positions: &image_positions,
                 cos: &cos,
                 sin: &sin,
+                cos_host: &cos_host,
+                sin_host: &sin_host,
+                left_pad: &left_pad,
                 mask: mask.as_ref(),
             },
             &self.clock,
@@ -430,6 +458,14 @@ fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
         gb(available),
         ways.join(", or ")
     )))
+}
+
+/// `a` evaluated as a row-major contiguous array, so that its data can be
+/// read as a slice by the CPU kernels.
+fn on_host(a: &Array) -> Result<Array, ModelError> {
+    let a = a.contiguous()?;
+    a.eval()?;
+    Ok(a)
 }
 
 /// Additive causal + left-padding mask `[b, len, len]`, or `None` when no

@@ -6,6 +6,7 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::TextConfig,
+    kernels,
     linear::{self, Linear, QuantSpec},
     stages::StageClock,
     weights::Weights,
@@ -26,6 +27,8 @@ struct Layer {
 
 pub struct TextDecoder {
     cfg: TextConfig,
+    /// Attention and SwiGLU through `kernels` (float32 on the CPU).
+    host_kernels: bool,
     /// Compute dtype; `embed_tokens` may be stored narrower (bf16 weights).
     dtype: Dtype,
     embed_tokens: Array,
@@ -42,9 +45,14 @@ pub struct DecoderInput<'a> {
     pub image_embeds: Option<&'a Array>,
     /// Flat (row-major over `[batch, len]`) indices of the image positions.
     pub image_positions: &'a [i32],
-    /// M-RoPE tables `[batch, 1, len, head_dim]`.
+    /// M-RoPE tables `[batch, 1, len, head_dim]`, and the same on the host
+    /// (`[batch · len, head_dim]`) for the CPU kernels.
     pub cos: &'a Array,
     pub sin: &'a Array,
+    pub cos_host: &'a [f32],
+    pub sin_host: &'a [f32],
+    /// Padding tokens at the start of each row.
+    pub left_pad: &'a [usize],
     /// Additive attention mask `[batch, 1, len, len]`; `None` = plain causal.
     pub mask: Option<&'a Array>,
 }
@@ -55,6 +63,7 @@ impl TextDecoder {
         w: &mut Weights,
         quant: QuantSpec,
         dtype: Dtype,
+        host_kernels: bool,
     ) -> Result<Self, ModelError> {
         let lin = |w: &mut Weights, name: String, bias: bool| {
             let b = bias.then(|| w.take(&format!("{name}.bias")));
@@ -78,6 +87,7 @@ impl TextDecoder {
         }
         Ok(TextDecoder {
             cfg: cfg.clone(),
+            host_kernels: host_kernels && dtype == Dtype::Float32,
             dtype,
             embed_tokens: w.take("model.embed_tokens.weight"),
             layers,
@@ -87,6 +97,10 @@ impl TextDecoder {
 
     pub fn dtype(&self) -> Dtype {
         self.dtype
+    }
+
+    pub fn host_kernels(&self) -> bool {
+        self.host_kernels
     }
 
     /// Final-normed hidden state of each row's last token, `[batch, hidden]`.
@@ -122,6 +136,9 @@ impl TextDecoder {
         let scale = 1.0 / (hd as f32).sqrt();
         clock.mark("decoder input (embeddings, scatter)", &h)?;
 
+        if self.host_kernels {
+            return self.last_hidden_host(h, input, clock);
+        }
         for layer in &self.layers {
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
             clock.mark("decoder norms/rotary/residual", &x)?;
@@ -173,4 +190,92 @@ impl TextDecoder {
             cfg.rms_norm_eps,
         )?)
     }
+
+    /// The float32 CPU path: attention and SwiGLU through `kernels`, and the
+    /// last layer after its attention computed for the last token only (the
+    /// only row the embedding reads; rows never mix outside attention).
+    fn last_hidden_host(
+        &self,
+        mut h: Array,
+        input: &DecoderInput,
+        clock: &StageClock,
+    ) -> Result<Array, ModelError> {
+        let cfg = &self.cfg;
+        let (b, l) = (input.ids.shape()[0], input.ids.shape()[1]);
+        let (nh, nkv, hd) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim(),
+        );
+        let shape = kernels::AttentionShape {
+            batch: b as usize,
+            len: l as usize,
+            heads: nh,
+            kv_heads: nkv,
+            head_dim: hd,
+        };
+        let rotary = kernels::Rotary {
+            cos: input.cos_host,
+            sin: input.sin_host,
+        };
+        let scale = 1.0 / (hd as f32).sqrt();
+        let last_token = Array::from_slice(&[l - 1], &[1]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let last_layer = i + 1 == self.layers.len();
+            let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
+            clock.mark("decoder norms/rotary/residual", &x)?;
+            let q = super::on_host(&layer.q.forward(&x)?)?;
+            let k = super::on_host(&layer.k.forward(&x)?)?;
+            let v = super::on_host(&layer.v.forward(&x)?)?;
+            clock.charge("decoder attention projections");
+            let o = kernels::attention(
+                host_rows(&q, nh * hd)?,
+                host_rows(&k, nkv * hd)?,
+                host_rows(&v, nkv * hd)?,
+                shape,
+                Some(rotary),
+                kernels::Mask::Causal {
+                    left_pad: input.left_pad,
+                },
+                scale,
+                if last_layer { l as usize - 1 } else { 0 },
+            );
+            let mut o = Array::from_slice(&o, &[b, l, (nh * hd) as i32]);
+            clock.charge("decoder attention core");
+            if last_layer {
+                h = h.take_axis(&last_token, 1)?;
+                o = o.take_axis(&last_token, 1)?;
+            }
+            let o = layer.o.forward(&o)?;
+            clock.mark("decoder attention projections", &o)?;
+            h = ops::add(&h, o)?;
+
+            let x = fast::rms_norm(&h, Some(&layer.post_attn_norm), cfg.rms_norm_eps)?;
+            clock.mark("decoder norms/rotary/residual", &x)?;
+            let gate = super::on_host(&layer.gate.forward(&x)?)?;
+            let up = super::on_host(&layer.up.forward(&x)?)?;
+            let gated = Array::from_slice(
+                &kernels::silu_mul(gate.try_as_slice::<f32>()?, up.try_as_slice::<f32>()?),
+                gate.shape(),
+            );
+            let y = layer.down.forward(&gated)?;
+            clock.mark("decoder mlp", &y)?;
+            h = ops::add(&h, y)?;
+        }
+        let last = h.reshape(&[b, cfg.hidden_size as i32])?;
+        Ok(fast::rms_norm(
+            &last,
+            Some(&self.final_norm),
+            cfg.rms_norm_eps,
+        )?)
+    }
+}
+
+/// A projection's evaluated output as rows for the CPU kernels.
+fn host_rows(a: &Array, width: usize) -> Result<kernels::Rows<'_>, ModelError> {
+    Ok(kernels::Rows {
+        data: a.try_as_slice::<f32>()?,
+        row_stride: width,
+        offset: 0,
+    })
 }

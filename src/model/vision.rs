@@ -8,7 +8,7 @@ use mlx_rs::{fast, ops, Array, Dtype};
 use super::{
     config::VisionConfig,
     linear::{self, Linear, QuantSpec},
-    rope,
+    kernels, rope,
     stages::StageClock,
     ModelError,
 };
@@ -48,6 +48,8 @@ struct Block {
 pub struct VisionTower {
     cfg: VisionConfig,
     dtype: Dtype,
+    /// Attention and quick GELU through `kernels` (float32 on the CPU).
+    host_kernels: bool,
     /// Conv3d with stride = kernel is a linear map over the flattened patch: `[1176, embed_dim]`.
     patch_embed_t: Array,
     blocks: Vec<Block>,
@@ -75,6 +77,7 @@ impl VisionTower {
         cfg: &VisionConfig,
         w: &mut super::weights::Weights,
         dtype: Dtype,
+        host_kernels: bool,
     ) -> Result<Self, ModelError> {
         let conv = w.take("visual.patch_embed.proj.weight");
         let patch_embed_t = conv
@@ -95,6 +98,7 @@ impl VisionTower {
         Ok(VisionTower {
             cfg: cfg.clone(),
             dtype,
+            host_kernels: host_kernels && dtype == Dtype::Float32,
             patch_embed_t,
             blocks,
             merger_ln: LayerNorm::load(w, "visual.merger.ln_q", dtype)?,
@@ -121,14 +125,61 @@ impl VisionTower {
         clock.mark("vision patch embed", &x)?;
 
         let merge = cfg.spatial_merge_size as u32;
-        let (cos, sin) = rope::vision_tables(grid, merge, cfg.head_dim());
-        let cos = Array::from_slice(&cos, &[n, 1, hd]);
-        let sin = Array::from_slice(&sin, &[n, 1, hd]);
+        let (cos_host, sin_host) = rope::vision_tables(grid, merge, cfg.head_dim());
+        let cos = Array::from_slice(&cos_host, &[n, 1, hd]);
+        let sin = Array::from_slice(&sin_host, &[n, 1, hd]);
         let scale = 1.0 / (hd as f32).sqrt();
+        let ed = cfg.embed_dim;
 
         for b in &self.blocks {
             let y = b.norm1.forward(&x)?;
             clock.mark("vision norms/rotary/residual", &y)?;
+            if self.host_kernels {
+                let qkv = super::on_host(&b.qkv.forward(&y)?)?;
+                clock.charge("vision attention projections");
+                let qkv = qkv.try_as_slice::<f32>()?;
+                let part = |offset| kernels::Rows {
+                    data: qkv,
+                    row_stride: 3 * ed,
+                    offset,
+                };
+                let o = kernels::attention(
+                    part(0),
+                    part(ed),
+                    part(2 * ed),
+                    kernels::AttentionShape {
+                        batch: 1,
+                        len: n as usize,
+                        heads: heads as usize,
+                        kv_heads: heads as usize,
+                        head_dim: hd as usize,
+                    },
+                    Some(kernels::Rotary {
+                        cos: &cos_host,
+                        sin: &sin_host,
+                    }),
+                    kernels::Mask::Full,
+                    scale,
+                    0,
+                );
+                let o = Array::from_slice(&o, &[n, ed as i32]);
+                clock.charge("vision attention core");
+                let o = b.proj.forward(&o)?;
+                clock.mark("vision attention projections", &o)?;
+                x = ops::add(&x, o)?;
+
+                let y = b.norm2.forward(&x)?;
+                clock.mark("vision norms/rotary/residual", &y)?;
+                let h = super::on_host(&b.fc1.forward(&y)?)?;
+                let y = Array::from_slice(
+                    &kernels::quick_gelu(h.try_as_slice::<f32>()?),
+                    &[n, cfg.mlp_hidden() as i32],
+                );
+                let y = b.fc2.forward(&y)?;
+                clock.mark("vision mlp", &y)?;
+                x = ops::add(&x, y)?;
+                continue;
+            }
             let qkv = b.qkv.forward(&y)?.reshape(&[n, 3, heads, hd])?;
             clock.mark("vision attention projections", &qkv)?;
             let parts = qkv.split_equal(3, 1)?;
