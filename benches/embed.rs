@@ -172,7 +172,11 @@ fn print_stages(stages: &[(&str, f64)], cfg: &Qwen2VlConfig, batch: &[PreparedIn
             100.0 * secs / total
         );
     }
-    println!("    {:<40} {:8.1} ms", "total (stages evaluated one by one)", total * 1e3);
+    println!(
+        "    {:<40} {:8.1} ms",
+        "total (stages evaluated one by one)",
+        total * 1e3
+    );
     let time_of = |prefix: &str| -> f64 {
         stages
             .iter()

@@ -47,7 +47,9 @@ fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
         dim: embedder.dim(),
         dtype: match config.load.weights {
             WeightStorage::Compute => config.load.compute.as_str().to_owned(),
-            WeightStorage::Bfloat16 => format!("{} (bfloat16 weights)", config.load.compute.as_str()),
+            WeightStorage::Bfloat16 => {
+                format!("{} (bfloat16 weights)", config.load.compute.as_str())
+            }
         },
         quantization,
         device,

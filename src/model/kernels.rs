@@ -23,7 +23,7 @@ use multiversion::multiversion;
 
 /// Query rows per attention block: a block's scores (`BLOCK × keys` floats)
 /// stay in a core's L2 cache for sequences up to a few thousand tokens.
-const BLOCK: usize = 64;
+const BLOCK: usize = 128;
 
 /// One projection's output as the linear layer wrote it: token `t`, head
 /// `h`, component `d` is at `data[t * row_stride + offset + h * head_dim + d]`.
@@ -83,7 +83,10 @@ pub fn attention(
         kv_heads,
         head_dim: hd,
     } = shape;
-    assert!(heads % kv_heads == 0 && hd % 2 == 0, "bad attention shape {shape:?}");
+    assert!(
+        heads % kv_heads == 0 && hd % 2 == 0,
+        "bad attention shape {shape:?}"
+    );
     let pad = |b: usize| match mask {
         Mask::Full => 0,
         Mask::Causal { left_pad } => left_pad[b],
@@ -109,15 +112,17 @@ pub fn attention(
         out
     };
     let group = heads / kv_heads;
-    let keys: Vec<Vec<f32>> = (0..batch * kv_heads)
-        .map(|i| pack(k, i / kv_heads, i % kv_heads, true, 1.0))
-        .collect();
-    let values: Vec<Vec<f32>> = (0..batch * kv_heads)
-        .map(|i| pack(v, i / kv_heads, i % kv_heads, false, 1.0))
-        .collect();
-    let queries: Vec<Vec<f32>> = (0..batch * heads)
-        .map(|i| pack(q, i / heads, i % heads, true, scale))
-        .collect();
+    // Keys transposed, `[hd, len]`: the score GEMM then reads both operands
+    // along their rows (measured ~1.3x faster than strided reads).
+    let kv_ids: Vec<usize> = (0..batch * kv_heads).collect();
+    let q_ids: Vec<usize> = (0..batch * heads).collect();
+    let keys = parallel_map(&kv_ids, |&i, _| {
+        transpose(&pack(k, i / kv_heads, i % kv_heads, true, 1.0), len, hd)
+    });
+    let values = parallel_map(&kv_ids, |&i, _| {
+        pack(v, i / kv_heads, i % kv_heads, false, 1.0)
+    });
+    let queries = parallel_map(&q_ids, |&i, _| pack(q, i / heads, i % heads, true, scale));
 
     // Tasks: (row, head, first query of the block), padded queries skipped.
     let mut tasks = Vec::new();
@@ -140,22 +145,27 @@ pub fn attention(
         };
         let n_keys = k1 - k0;
         let q = &queries[b * heads + h][i0 * hd..i1 * hd];
-        let k = &keys[kv][k0 * hd..k1 * hd];
+        let k_t = &keys[kv][k0..]; // column k0 of [hd, len]
         let v = &values[kv][k0 * hd..k1 * hd];
         scores.clear();
         scores.resize(rows * n_keys, 0.0);
-        // scores = q · kᵀ: k read transposed through its strides.
-        matmul(scores, rows, n_keys, hd, (q, hd, 1), (k, 1, hd));
+        matmul(scores, rows, n_keys, hd, (q, hd, 1), (k_t, len, 1));
+        // Unnormalised softmax here; the 1/sum is applied to the (much
+        // smaller) output rows instead of the scores.
+        let mut inv_sums = Vec::with_capacity(rows);
         for (r, row) in scores.chunks_mut(n_keys).enumerate() {
             let visible = match mask {
                 Mask::Full => n_keys,
                 Mask::Causal { .. } => i0 + r + 1 - k0,
             };
-            softmax_in_place(&mut row[..visible]);
+            inv_sums.push(1.0 / exp_shifted_in_place(&mut row[..visible]));
             row[visible..].fill(0.0);
         }
         let mut out = vec![0.0f32; rows * hd];
         matmul(&mut out, rows, hd, n_keys, (scores, n_keys, 1), (v, hd, 1));
+        for (o, inv) in out.chunks_mut(hd).zip(inv_sums) {
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
         out
     });
 
@@ -165,6 +175,17 @@ pub fn attention(
         for (r, o) in block.chunks(hd).enumerate() {
             let start = (b * len + i0 + r) * width + h * hd;
             out[start..start + hd].copy_from_slice(o);
+        }
+    }
+    out
+}
+
+/// `[rows, cols]` → `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; x.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = x[r * cols + c];
         }
     }
     out
@@ -277,40 +298,39 @@ fn parallel_map<T: Sync, R: Send>(
 /// `silu(gate) · up`, element-wise (the SwiGLU of the decoder's MLP).
 pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
     assert_eq!(gate.len(), up.len());
-    let mut out = vec![0.0f32; gate.len()];
-    let chunks: Vec<(usize, usize)> = chunk_ranges(gate.len());
-    let parts = parallel_map(&chunks, |&(a, b), _| {
-        let mut part = vec![0.0f32; b - a];
-        silu_mul_into(&gate[a..b], &up[a..b], &mut part);
-        part
-    });
-    for (&(a, b), part) in chunks.iter().zip(parts) {
-        out[a..b].copy_from_slice(&part);
-    }
-    out
+    elementwise(gate.len(), |range, out| {
+        silu_mul_into(&gate[range.clone()], &up[range], out)
+    })
 }
 
 /// `x · sigmoid(1.702 x)`, element-wise (CLIP's quick GELU).
 pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
-    let chunks: Vec<(usize, usize)> = chunk_ranges(x.len());
-    let parts = parallel_map(&chunks, |&(a, b), _| {
-        let mut part = vec![0.0f32; b - a];
-        quick_gelu_into(&x[a..b], &mut part);
-        part
-    });
-    for (&(a, b), part) in chunks.iter().zip(parts) {
-        out[a..b].copy_from_slice(&part);
-    }
-    out
+    elementwise(x.len(), |range, out| quick_gelu_into(&x[range], out))
 }
 
-/// Ranges of about 64 Ki elements (enough work per task, even split).
-fn chunk_ranges(n: usize) -> Vec<(usize, usize)> {
-    const CHUNK: usize = 1 << 16;
-    (0..n.div_ceil(CHUNK))
-        .map(|i| (i * CHUNK, ((i + 1) * CHUNK).min(n)))
-        .collect()
+/// `x · Φ(x)` with the exact (erf) normal CDF, element-wise (the merger's GELU).
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    elementwise(x.len(), |range, out| gelu_into(&x[range], out))
+}
+
+/// A new vector of `n` values, written by `f(range, out)` in one contiguous
+/// part per core.
+fn elementwise(n: usize, f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; n];
+    // Below ~64 Ki elements a thread costs more than it saves.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |w| w.get())
+        .min(n.div_ceil(1 << 16))
+        .max(1);
+    let part = n.div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        for (i, out) in out.chunks_mut(part).enumerate() {
+            let f = &f;
+            let start = i * part;
+            s.spawn(move || f(start..start + out.len(), out));
+        }
+    });
+    out
 }
 
 #[multiversion(targets(
@@ -337,66 +357,107 @@ fn quick_gelu_into(x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Numerically safe softmax of one row, in place.
 #[multiversion(targets(
     "x86_64+avx512f+avx512bw+avx512dq+avx512vl+fma",
     "x86_64+avx2+fma",
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
+fn gelu_into(x: &[f32], out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        // 1 + erf(u) = erfc(-u): computed from erfc(|u|) on either side, so
+        // there is no cancellation for negative x.
+        let u = x * std::f32::consts::FRAC_1_SQRT_2;
+        let tail = erfc_abs(u);
+        let one_plus_erf = if u < 0.0 { tail } else { 2.0 - tail };
+        *o = 0.5 * x * one_plus_erf;
+    }
+}
+
+/// erfc(|x|) in float32 with relative error ≤ 1.2e-7 before rounding
+/// (the Chebyshev fit of Numerical Recipes' `erfcc`), branch-free so that
+/// loops over it vectorise.
+#[inline(always)]
+fn erfc_abs(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_204
+                                + t * (1.488_515_9 + t * (-0.822_152_2 + t * 0.170_872_77))))))));
+    t * exp(-z * z + poly)
+}
+
+/// Numerically safe softmax of one row, in place.
 pub fn softmax_in_place(row: &mut [f32]) {
-    // Lane-wise max and sum (8 independent accumulators) so the loops
-    // vectorise without reordering float additions behind our back.
-    let mut max = [f32::NEG_INFINITY; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for l in 0..8 {
-            max[l] = max[l].max(c[l]);
-        }
-    }
-    let mut m = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    m = max.iter().fold(m, |a, &b| a.max(b));
-    let mut sum = [0.0f32; 8];
-    let mut chunks = row.chunks_exact_mut(8);
-    for c in &mut chunks {
-        for l in 0..8 {
-            c[l] = exp(c[l] - m);
-            sum[l] += c[l];
-        }
-    }
-    let mut s = 0.0f32;
-    for x in chunks.into_remainder() {
-        *x = exp(*x - m);
-        s += *x;
-    }
-    s += sum.iter().sum::<f32>();
-    let inv = 1.0 / s;
+    let inv = 1.0 / exp_shifted_in_place(row);
     row.iter_mut().for_each(|x| *x *= inv);
 }
 
+/// `row[i] = e^(row[i] - max(row))`; returns the sum of the new values.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.1",
+    "aarch64+neon"
+))]
+fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
+    // Lane-wise max and sum (LANES independent accumulators) so the loops
+    // vectorise without reordering float additions behind our back.
+    const LANES: usize = 16;
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            max[l] = if c[l] > max[l] { c[l] } else { max[l] };
+        }
+    }
+    let mut m = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    m = max.iter().fold(m, |a, &b| a.max(b));
+    row.iter_mut().for_each(|x| *x = exp(*x - m));
+    let mut sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            sum[l] += c[l];
+        }
+    }
+    chunks.remainder().iter().sum::<f32>() + sum.iter().sum::<f32>()
+}
+
 /// `e^x` in float32 (Cephes' `expf` scheme: x = n·ln2 + r, |r| ≤ ln2/2,
-/// degree-7 polynomial for e^r, 2^n from the exponent bits). Written without
-/// branches or library calls so that loops over it vectorise; ≤ 2 ulp for
-/// normal results. Inputs are clamped to [-87.3, 88]: smaller ones give
-/// ~1e-38 instead of a denormal, larger ones e^88 instead of infinity.
+/// degree-7 polynomial for e^r, 2^n built in the exponent bits). Written
+/// with plain float and integer lane operations only — no branches, no
+/// float-to-int conversion, no library calls — so that loops over it
+/// vectorise; ≤ 2 ulp for normal results. Inputs are clamped to [-87.3, 88]:
+/// smaller ones give ~1e-38 instead of a denormal, larger ones e^88 instead
+/// of infinity.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer in the
-    // default rounding mode, with plain vector adds.
+    // t = x·log2(e) + 1.5·2^23 rounds to the nearest integer n in the
+    // default rounding mode; n then sits in t's low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = x.max(-87.3).min(88.0);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 5.000_000_1e-1;
     let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
+    e_r * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
 #[cfg(test)]
@@ -420,11 +481,64 @@ mod tests {
     }
 
     #[test]
+    fn gelu_matches_the_erf_definition() {
+        let xs: Vec<f32> = (-400..400).map(|i| i as f32 * 0.02).collect();
+        for (x, g) in xs.iter().zip(gelu(&xs)) {
+            let want = 0.5 * *x as f64 * (1.0 + libm_erf(*x as f64 / 2f64.sqrt()));
+            assert!(
+                (g as f64 - want).abs() <= 2e-7 * (1.0 + want.abs()),
+                "{x}: {g} vs {want}"
+            );
+        }
+    }
+
+    /// erf to double precision (series for small |x|, continued fraction
+    /// for large), as an independent yardstick.
+    fn libm_erf(x: f64) -> f64 {
+        let a = x.abs();
+        let r = if a < 3.0 {
+            let (mut term, mut sum, mut n) = (a, a, 0.0);
+            while term.abs() > 1e-17 {
+                n += 1.0;
+                term *= -a * a / n;
+                sum += term / (2.0 * n + 1.0);
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let mut f = 0.0;
+            for k in (1..60).rev() {
+                f = (k as f64 / 2.0) / (a + f);
+            }
+            1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)
+        };
+        r.copysign(x)
+    }
+
+    #[test]
+    fn activations_match_their_definitions() {
+        let xs: Vec<f32> = (0..200_000)
+            .map(|i| (i as f32 * 0.37).sin() * 12.0)
+            .collect();
+        let ys: Vec<f32> = (0..200_000).map(|i| (i as f32 * 0.11).cos()).collect();
+        for ((x, y), got) in xs.iter().zip(&ys).zip(silu_mul(&xs, &ys)) {
+            let want = *x as f64 / (1.0 + (-*x as f64).exp()) * *y as f64;
+            assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
+        }
+        for (x, got) in xs.iter().zip(quick_gelu(&xs)) {
+            let want = *x as f64 / (1.0 + (-1.702 * *x as f64).exp());
+            assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
+        }
+    }
+
+    #[test]
     fn softmax_matches_a_direct_computation() {
         let mut row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 5.0).collect();
         let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
         let denom: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
-        let want: Vec<f64> = row.iter().map(|&x| (x as f64 - max).exp() / denom).collect();
+        let want: Vec<f64> = row
+            .iter()
+            .map(|&x| (x as f64 - max).exp() / denom)
+            .collect();
         softmax_in_place(&mut row);
         for (g, w) in row.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-7, "{g} vs {w}");
@@ -441,8 +555,12 @@ mod tests {
         let q: Vec<f32> = (0..batch * len * width_q).map(val).collect();
         let k: Vec<f32> = (0..batch * len * width_kv).map(|i| val(i + 7)).collect();
         let v: Vec<f32> = (0..batch * len * width_kv).map(|i| val(i + 13)).collect();
-        let cos: Vec<f32> = (0..batch * len * hd).map(|i| (i as f32 * 0.01).cos()).collect();
-        let sin: Vec<f32> = (0..batch * len * hd).map(|i| (i as f32 * 0.01).sin()).collect();
+        let cos: Vec<f32> = (0..batch * len * hd)
+            .map(|i| (i as f32 * 0.01).cos())
+            .collect();
+        let sin: Vec<f32> = (0..batch * len * hd)
+            .map(|i| (i as f32 * 0.01).sin())
+            .collect();
         let pads = [0usize, 5];
         let scale = 0.3;
         let shape = AttentionShape {
@@ -464,7 +582,10 @@ mod tests {
             rows(&k, width_kv),
             rows(&v, width_kv),
             shape,
-            Some(Rotary { cos: &cos, sin: &sin }),
+            Some(Rotary {
+                cos: &cos,
+                sin: &sin,
+            }),
             Mask::Causal { left_pad: &pads },
             scale,
             0,
@@ -473,7 +594,11 @@ mod tests {
             let (c, s) = (&cos[t * hd..], &sin[t * hd..]);
             (0..hd)
                 .map(|d| {
-                    let other = if d < hd / 2 { -x[d + hd / 2] } else { x[d - hd / 2] };
+                    let other = if d < hd / 2 {
+                        -x[d + hd / 2]
+                    } else {
+                        x[d - hd / 2]
+                    };
                     (x[d] * c[d] + other * s[d]) as f64
                 })
                 .collect()
@@ -500,7 +625,10 @@ mod tests {
                             .map(|(j, w)| w / z * v[(b * len + j) * width_kv + kvh * hd + d] as f64)
                             .sum();
                         let g = got[ti * width_q + h * hd + d] as f64;
-                        assert!((g - want).abs() < 1e-5, "b{b} h{h} i{i} d{d}: {g} vs {want}");
+                        assert!(
+                            (g - want).abs() < 1e-5,
+                            "b{b} h{h} i{i} d{d}: {g} vs {want}"
+                        );
                     }
                 }
             }

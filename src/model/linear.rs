@@ -64,12 +64,25 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Array) -> Result<Array, ModelError> {
-        let (y, bias) = match self {
+        match self {
+            // One GEMM that starts from the bias (C = bias, beta = 1) instead
+            // of a GEMM and a separate pass to add it.
             Linear::Dense {
                 weight_t,
-                bias,
+                bias: Some(bias),
                 compute,
-            } => (ops::matmul(x, as_dtype(weight_t, *compute)?)?, bias),
+            } => Ok(ops::addmm(
+                bias,
+                x,
+                as_dtype(weight_t, *compute)?,
+                1.0,
+                1.0,
+            )?),
+            Linear::Dense {
+                weight_t,
+                bias: None,
+                compute,
+            } => Ok(ops::matmul(x, as_dtype(weight_t, *compute)?)?),
             Linear::Quantized {
                 weight,
                 scales,
@@ -77,15 +90,14 @@ impl Linear {
                 bias,
                 group_size,
                 bits,
-            } => (
-                ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?,
-                bias,
-            ),
-        };
-        Ok(match bias {
-            Some(b) => ops::add(&y, b)?,
-            None => y,
-        })
+            } => {
+                let y = ops::quantized_matmul(x, weight, scales, biases, true, *group_size, *bits)?;
+                Ok(match bias {
+                    Some(b) => ops::add(&y, b)?,
+                    None => y,
+                })
+            }
+        }
     }
 }
 

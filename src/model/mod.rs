@@ -405,9 +405,7 @@ impl Embedder {
 pub fn weight_bytes(parameters: u64, options: &LoadOptions) -> u64 {
     let per_param = match (options.quant, options.weights, options.compute) {
         // Decoder linears dominate; packed bits + f32 scale/bias per group.
-        (QuantSpec::Bits { bits, group_size }, _, _) => {
-            bits as f64 / 8.0 + 8.0 / group_size as f64
-        }
+        (QuantSpec::Bits { bits, group_size }, _, _) => bits as f64 / 8.0 + 8.0 / group_size as f64,
         (QuantSpec::None, WeightStorage::Bfloat16, _) => 2.0,
         (QuantSpec::None, WeightStorage::Compute, ComputeType::Bfloat16) => 2.0,
         (QuantSpec::None, WeightStorage::Compute, ComputeType::Float32) => 4.0,
@@ -427,7 +425,8 @@ pub fn available_memory_bytes() -> Option<u64> {
 /// memory that is available (instead of swapping or being killed halfway
 /// through loading).
 fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
-    let (Some(available), Ok(parameters)) = (available_memory_bytes(), weights::parameter_count(dir))
+    let (Some(available), Ok(parameters)) =
+        (available_memory_bytes(), weights::parameter_count(dir))
     else {
         return Ok(()); // unknown: let the load try
     };

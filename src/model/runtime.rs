@@ -25,7 +25,11 @@ pub fn blas_summary() -> String {
     let k = blas_kernel();
     let library = match &k.config {
         // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH …" → "OpenBLAS 0.3.21"
-        Some(config) => config.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+        Some(config) => config
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" "),
         None if blas() == "bundled" => "reference BLAS (bundled with MLX)".to_owned(),
         None => format!("BLAS from {}", blas()),
     };

@@ -7,8 +7,9 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::VisionConfig,
+    kernels,
     linear::{self, Linear, QuantSpec},
-    kernels, rope,
+    rope,
     stages::StageClock,
     ModelError,
 };
@@ -219,7 +220,13 @@ impl VisionTower {
             .merger_ln
             .forward(&x)?
             .reshape(&[n / window, cfg.embed_dim as i32 * window])?;
-        let y = mlx_rs::nn::gelu(self.merger_fc1.forward(&y)?)?;
+        let y = self.merger_fc1.forward(&y)?;
+        let y = if self.host_kernels {
+            let h = super::on_host(&y)?;
+            Array::from_slice(&kernels::gelu(h.try_as_slice::<f32>()?), h.shape())
+        } else {
+            mlx_rs::nn::gelu(y)?
+        };
         let y = self.merger_fc2.forward(&y)?;
         clock.mark("vision merger", &y)?;
         Ok(y)

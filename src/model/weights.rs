@@ -68,14 +68,16 @@ pub fn parameter_count(dir: &Path) -> Result<u64, ModelError> {
         let bad = |why: &str| ModelError::Weights(format!("{}: {why}", file.display()));
         let mut f = std::fs::File::open(&file).map_err(|e| ModelError::io(&file, e))?;
         let mut len = [0u8; 8];
-        f.read_exact(&mut len).map_err(|e| ModelError::io(&file, e))?;
+        f.read_exact(&mut len)
+            .map_err(|e| ModelError::io(&file, e))?;
         let len = u64::from_le_bytes(len);
         // The format caps headers at 100 MB.
         if len > 100_000_000 {
             return Err(bad("not a safetensors file (header too large)"));
         }
         let mut header = vec![0u8; len as usize];
-        f.read_exact(&mut header).map_err(|e| ModelError::io(&file, e))?;
+        f.read_exact(&mut header)
+            .map_err(|e| ModelError::io(&file, e))?;
         let header: serde_json::Value =
             serde_json::from_slice(&header).map_err(|_| bad("safetensors header is not JSON"))?;
         let entries = header
@@ -88,7 +90,10 @@ pub fn parameter_count(dir: &Path) -> Result<u64, ModelError> {
             let shape = entry["shape"]
                 .as_array()
                 .ok_or_else(|| bad("tensor without shape"))?;
-            total += shape.iter().map(|d| d.as_u64().unwrap_or(0)).product::<u64>();
+            total += shape
+                .iter()
+                .map(|d| d.as_u64().unwrap_or(0))
+                .product::<u64>();
         }
     }
     Ok(total)
