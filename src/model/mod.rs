@@ -430,9 +430,18 @@ fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
     else {
         return Ok(()); // unknown: let the load try
     };
+    match memory_shortfall(parameters, options, available) {
+        Some(message) => Err(ModelError::Config(message)),
+        None => Ok(()),
+    }
+}
+
+/// Why `parameters` weights cannot be loaded with `options` into `available`
+/// bytes, with the options that would fit; `None` when they fit.
+pub fn memory_shortfall(parameters: u64, options: &LoadOptions, available: u64) -> Option<String> {
     let needed = weight_bytes(parameters, options);
     if needed <= available {
-        return Ok(());
+        return None;
     }
     let gb = |b: u64| b as f64 / 1e9;
     let mut ways = vec!["a smaller model (e.g. OpenSearch-AI/Ops-MM-embedding-v1-2B)".to_owned()];
@@ -446,17 +455,27 @@ fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
             gb(weight_bytes(parameters, &half))
         ));
     }
-    if !matches!(options.quant, QuantSpec::Bits { bits: 8 | 4, .. }) {
-        ways.push("--quantize q8 / model.quantization: q8".to_owned());
+    if !matches!(options.quant, QuantSpec::Bits { .. }) {
+        let q8 = LoadOptions {
+            quant: QuantSpec::Bits {
+                bits: 8,
+                group_size: 64,
+            },
+            ..options.clone()
+        };
+        ways.push(format!(
+            "--quantize q8 / model.quantization: q8 ({:.1} GB)",
+            gb(weight_bytes(parameters, &q8))
+        ));
     }
-    Err(ModelError::Config(format!(
+    Some(format!(
         "the model's {:.2} B parameters need {:.1} GB of memory as configured, but only {:.1} GB \
          is available; use {}",
         parameters as f64 / 1e9,
         gb(needed),
         gb(available),
         ways.join(", or ")
-    )))
+    ))
 }
 
 /// `a` evaluated as a row-major contiguous array, so that its data can be

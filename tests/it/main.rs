@@ -2,6 +2,7 @@
 //!
 //! MLX is not thread-safe and `cargo test` runs tests as threads: every test
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
+mod blas_kernels;
 mod cli;
 mod cli_db;
 mod cli_import;

@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::OnceLock};
 use serde_json::Value;
 use tkr_embed::model::{
     preprocess, ComputeType, Embedder, ImageInput, LoadOptions, PreparedInput, QuantSpec,
+    WeightStorage,
 };
 
 use crate::mlx_lock;
@@ -292,4 +293,89 @@ fn quantized_models_stay_close_to_float32() {
         assert!(worst >= floor, "q{bits}: min cosine {worst}");
         assert!(worst < 1.0, "q{bits}: quantization had no effect");
     }
+}
+
+/// bf16 weights with float32 compute give the float32 run of the
+/// bf16-rounded weights: the fixture's weights are exactly representable in
+/// bf16, so every embedding must be bit-identical to the float32 run.
+#[test]
+fn bf16_weights_with_f32_compute_equal_the_f32_run() {
+    let _mlx = mlx_lock();
+    let exact = load(ComputeType::Float32);
+    let half = Embedder::load(
+        &fixture_dir().join("model"),
+        LoadOptions {
+            weights: WeightStorage::Bfloat16,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for id in all_cases() {
+        let c = case(id);
+        let a = exact.embed_batch(&prepare_case(&exact, c)).unwrap();
+        let b = half.embed_batch(&prepare_case(&half, c)).unwrap();
+        assert_eq!(a, b, "{id}");
+    }
+}
+
+/// The CPU kernels (attention, activations) and the all-MLX path agree.
+#[test]
+fn cpu_kernels_agree_with_the_mlx_path() {
+    let _mlx = mlx_lock();
+    let kernels = load(ComputeType::Float32);
+    let mlx_only = Embedder::load(
+        &fixture_dir().join("model"),
+        LoadOptions {
+            cpu_kernels: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for id in all_cases() {
+        let c = case(id);
+        let a = kernels.embed_batch(&prepare_case(&kernels, c)).unwrap();
+        let b = mlx_only.embed_batch(&prepare_case(&mlx_only, c)).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(max_abs_diff(x, y) <= 1e-6, "{id}: {}", max_abs_diff(x, y));
+        }
+    }
+}
+
+#[test]
+fn a_model_that_cannot_fit_names_the_ways_out() {
+    // The 7B checkpoint: 8.29 B parameters.
+    let params = 8_290_000_000u64;
+    let f32_opts = LoadOptions::default();
+    assert_eq!(
+        tkr_embed::model::weight_bytes(params, &f32_opts),
+        4 * params
+    );
+    let gib = 1u64 << 30;
+    let message = tkr_embed::model::memory_shortfall(params, &f32_opts, 22 * gib).unwrap();
+    for needle in [
+        "33.2 GB",
+        "Ops-MM-embedding-v1-2B",
+        "weight-storage bfloat16",
+        "16.6 GB",
+        "q8",
+    ] {
+        assert!(message.contains(needle), "{needle} missing in: {message}");
+    }
+    let half = LoadOptions {
+        weights: WeightStorage::Bfloat16,
+        ..Default::default()
+    };
+    assert_eq!(
+        tkr_embed::model::memory_shortfall(params, &half, 22 * gib),
+        None
+    );
+    // The header-only parameter count of the fixture equals its tensors.
+    let counted = tkr_embed::model::weights::parameter_count(&fixture_dir().join("model")).unwrap();
+    let cfg_text = std::fs::read_to_string(fixture_dir().join("model/config.json")).unwrap();
+    let cfg = tkr_embed::model::config::Qwen2VlConfig::from_json(&cfg_text).unwrap();
+    let expected: u64 = tkr_embed::model::weights::expected_shapes(&cfg)
+        .values()
+        .map(|s| s.iter().map(|&d| d as u64).product::<u64>())
+        .sum();
+    assert_eq!(counted, expected);
 }
