@@ -225,6 +225,12 @@ impl Engine {
 
     /// Decodes, tokenizes and queues one request (on the caller's thread).
     pub fn submit(&self, request: EmbedRequest) -> Pending {
+        self.enqueue(self.admit(request))
+    }
+
+    /// Cache lookup and input preparation (decoding, tokenization), on the
+    /// caller's thread.
+    fn admit(&self, request: EmbedRequest) -> Admitted {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let instruction = request
             .instruction
@@ -233,12 +239,19 @@ impl Engine {
         let key = CacheKey::new(&self.info, &instruction, &request);
         if let Some(hit) = self.cache.lock().unwrap().get(&key) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Pending::ready(Ok(hit.embedding), hit.tokens);
+            return Admitted::Done(Pending::ready(Ok(hit.embedding), hit.tokens));
         }
-        let prepared = self.prepare(&instruction, request);
-        let input = match prepared {
-            Ok(input) => input,
-            Err(e) => return Pending::ready(Err(e.into()), 0),
+        match self.prepare(&instruction, request) {
+            Ok(input) => Admitted::Prepared(input, key),
+            Err(e) => Admitted::Done(Pending::ready(Err(e.into()), 0)),
+        }
+    }
+
+    /// Hands a prepared input to the model thread.
+    fn enqueue(&self, admitted: Admitted) -> Pending {
+        let (input, key) = match admitted {
+            Admitted::Done(pending) => return pending,
+            Admitted::Prepared(input, key) => (input, key),
         };
         let tokens = input.ids.len();
         let (reply, rx) = oneshot::channel();
@@ -292,7 +305,11 @@ impl Engine {
     /// Blocking: embeds many requests, queued together so they are batched;
     /// results in input order.
     pub fn embed_many(&self, requests: Vec<EmbedRequest>) -> Vec<Result<Vec<f32>, EngineError>> {
-        let pending: Vec<Pending> = requests.into_iter().map(|r| self.submit(r)).collect();
+        // All inputs are prepared before the first is queued: queued one by
+        // one, the model thread would start on the first alone while the
+        // rest are still being tokenized.
+        let admitted: Vec<Admitted> = requests.into_iter().map(|r| self.admit(r)).collect();
+        let pending: Vec<Pending> = admitted.into_iter().map(|a| self.enqueue(a)).collect();
         pending.into_iter().map(|p| self.wait(p)).collect()
     }
 
@@ -339,6 +356,13 @@ impl Drop for Engine {
             let _ = worker.join();
         }
     }
+}
+
+/// A request after the caller-side work: answered already (cache hit, bad
+/// input) or ready for the model thread.
+enum Admitted {
+    Done(Pending),
+    Prepared(PreparedInput, CacheKey),
 }
 
 /// Engine settings from the validated configuration, for a resolved model directory.

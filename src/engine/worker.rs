@@ -10,6 +10,11 @@ use crate::model::{runtime, Embedder, Preparer, QuantSpec, WeightStorage};
 
 type Ready = Result<(Arc<Preparer>, EngineInfo), EngineError>;
 
+/// How long the worker waits for more inputs before starting a batch: far
+/// below the time of any forward pass, long enough for a burst of
+/// submissions to land in one batch.
+const BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 pub(super) fn spawn(
     config: EngineConfig,
     jobs: mpsc::Receiver<Job>,
@@ -86,9 +91,22 @@ fn serve(
         };
         let mut batch = vec![first];
         let mut cost = batch[0].input.cost();
-        // Take whatever else is already waiting, within the size and token budget.
+        // Take whatever else is waiting or arrives within BATCH_LINGER, within
+        // the size and token budget: a caller submitting many inputs at once
+        // (`embed --input`, an import) races the worker, which would
+        // otherwise start on the first input alone.
+        let deadline = std::time::Instant::now() + BATCH_LINGER;
         while batch.len() < config.max_batch_size {
-            let Ok(job) = jobs.try_recv() else { break };
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match jobs.recv_timeout(left) {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    }
+                }
+            };
             stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
             if cost + job.input.cost() > config.max_batch_tokens {
                 carried = Some(job);
@@ -108,9 +126,17 @@ fn serve(
 
 fn run_batch(embedder: &Embedder, batch: Vec<Job>, stats: &EngineStats) {
     stats.record_batch(batch.len());
+    let started = std::time::Instant::now();
+    let inputs_in_batch = batch.len();
     // Split the jobs instead of copying their inputs (pixel buffers are large).
     let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.input, j.reply)).unzip();
-    match embedder.embed_batch(&inputs) {
+    let result = embedder.embed_batch(&inputs);
+    tracing::debug!(
+        "batch of {inputs_in_batch} inputs ({} tokens and patches) in {:.3}s",
+        inputs.iter().map(|i| i.cost()).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    match result {
         Ok(embeddings) => {
             for (reply, embedding) in replies.into_iter().zip(embeddings) {
                 let _ = reply.send(Ok(embedding));

@@ -226,6 +226,9 @@ impl Weights {
                 *array = array.as_dtype(dtype)?;
             }
         }
+        // Cast now rather than lazily inside the first forward pass, which
+        // would make the first request pay for the whole model's conversion.
+        mlx_rs::transforms::eval(tensors.values())?;
         Ok(Weights { tensors })
     }
 
