@@ -353,6 +353,9 @@ impl Embedder {
             }
         }
 
+        if self.decoder.host_kernels() {
+            return self.decode_ragged(inputs, &positions, image_embeds.as_ref());
+        }
         let t = &self.config.text;
         let hd = t.head_dim();
         let (cos_host, sin_host) =
@@ -360,13 +363,7 @@ impl Embedder {
         let shape = [b as i32, 1, len as i32, hd as i32];
         let cos = Array::from_slice(&cos_host, &shape);
         let sin = Array::from_slice(&sin_host, &shape);
-        let left_pad: Vec<usize> = inputs.iter().map(|i| len - i.ids.len()).collect();
-        // The CPU kernels take the padding as numbers; MLX needs the mask.
-        let mask = match self.decoder.host_kernels() {
-            true => None,
-            false => padding_mask(inputs, len),
-        };
-        let mask = mask
+        let mask = padding_mask(inputs, len)
             .map(|m| {
                 Array::from_slice(&m, &[b as i32, 1, len as i32, len as i32])
                     .as_dtype(self.decoder.dtype())
@@ -384,13 +381,15 @@ impl Embedder {
                 image_positions: &image_positions,
                 cos: &cos,
                 sin: &sin,
-                cos_host: &cos_host,
-                sin_host: &sin_host,
-                left_pad: &left_pad,
                 mask: mask.as_ref(),
             },
             &self.clock,
         )?;
+        self.pool(hidden)
+    }
+
+    /// `[rows, hidden]` final hidden states → L2-normalised embeddings.
+    fn pool(&self, hidden: Array) -> Result<Vec<Vec<f32>>, ModelError> {
         let hidden = hidden.as_dtype(Dtype::Float32)?;
         hidden.eval()?;
         let flat: &[f32] = hidden.as_slice();
@@ -398,6 +397,89 @@ impl Embedder {
         self.clock.charge("pooling (final norm, normalise)");
         Ok(embeddings)
     }
+
+    /// The decoder on the CPU kernels' ragged layout: every row's tokens
+    /// once, without padding, and the prompt prefix that all rows share (the
+    /// system turn up to the first image) stored and computed once. Exact:
+    /// under causal attention a prefix's keys and values do not depend on
+    /// what follows it, and its positions are the same in every row.
+    fn decode_ragged(
+        &self,
+        inputs: &[PreparedInput],
+        positions: &[Vec<[u32; 3]>],
+        image_embeds: Option<&Array>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let image_id = self.config.image_token_id;
+        let shared = shared_prefix_len(inputs, image_id);
+        let mut ids: Vec<u32> = inputs[0].ids[..shared].to_vec();
+        let mut flat_positions: Vec<[u32; 3]> = positions[0][..shared].to_vec();
+        let mut image_positions = Vec::new();
+        let mut rows = Vec::with_capacity(inputs.len());
+        let mut last_tokens = Vec::with_capacity(inputs.len());
+        for (input, row_positions) in inputs.iter().zip(positions) {
+            let start = ids.len();
+            for (k, &id) in input.ids[shared..].iter().enumerate() {
+                if id == image_id {
+                    image_positions.push((start + k) as i32);
+                }
+            }
+            ids.extend_from_slice(&input.ids[shared..]);
+            flat_positions.extend_from_slice(&row_positions[shared..]);
+            rows.push(kernels::Sequence {
+                tokens: (0..shared).chain(start..ids.len()).collect(),
+                first_query: shared,
+            });
+            last_tokens.push(ids.len() - 1);
+        }
+        let prefix = (shared > 0).then(|| kernels::Sequence {
+            tokens: (0..shared).collect(),
+            first_query: 0,
+        });
+        let t = &self.config.text;
+        // One "row" of all tokens: tables `[tokens, head_dim]`.
+        let (cos, sin) = rope::mrope_tables(
+            &[flat_positions],
+            ids.len(),
+            t.head_dim(),
+            t.rope_theta,
+            t.mrope_section,
+        );
+        self.clock.charge("decoder input (embeddings, scatter)");
+        let hidden = self.decoder.last_hidden_ragged(
+            &qwen2::RaggedInput {
+                ids: &ids,
+                image_embeds,
+                image_positions: &image_positions,
+                cos: &cos,
+                sin: &sin,
+                prefix,
+                rows: &rows,
+                last_tokens: &last_tokens,
+            },
+            &self.clock,
+        )?;
+        self.pool(hidden)
+    }
+}
+
+/// Leading tokens that every input has in common, stopping before the
+/// first image token (images differ behind identical placeholder ids) and
+/// leaving each input at least its last token. 0 for a single input: a
+/// prefix shared with nobody saves nothing.
+fn shared_prefix_len(inputs: &[PreparedInput], image_id: u32) -> usize {
+    if inputs.len() < 2 {
+        return 0;
+    }
+    let first = &inputs[0].ids;
+    let limit = inputs
+        .iter()
+        .map(|i| i.ids.len())
+        .min()
+        .unwrap_or(0)
+        .saturating_sub(1);
+    (0..limit)
+        .take_while(|&k| first[k] != image_id && inputs.iter().all(|i| i.ids[k] == first[k]))
+        .count()
 }
 
 /// Bytes the weights take in memory with these options (quantized layers

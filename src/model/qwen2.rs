@@ -45,14 +45,9 @@ pub struct DecoderInput<'a> {
     pub image_embeds: Option<&'a Array>,
     /// Flat (row-major over `[batch, len]`) indices of the image positions.
     pub image_positions: &'a [i32],
-    /// M-RoPE tables `[batch, 1, len, head_dim]`, and the same on the host
-    /// (`[batch · len, head_dim]`) for the CPU kernels.
+    /// M-RoPE tables `[batch, 1, len, head_dim]`.
     pub cos: &'a Array,
     pub sin: &'a Array,
-    pub cos_host: &'a [f32],
-    pub sin_host: &'a [f32],
-    /// Padding tokens at the start of each row.
-    pub left_pad: &'a [usize],
     /// Additive attention mask `[batch, 1, len, len]`; `None` = plain causal.
     pub mask: Option<&'a Array>,
 }
@@ -136,9 +131,6 @@ impl TextDecoder {
         let scale = 1.0 / (hd as f32).sqrt();
         clock.mark("decoder input (embeddings, scatter)", &h)?;
 
-        if self.host_kernels {
-            return self.last_hidden_host(h, input, clock);
-        }
         for layer in &self.layers {
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
             clock.mark("decoder norms/rotary/residual", &x)?;
@@ -191,35 +183,67 @@ impl TextDecoder {
         )?)
     }
 
-    /// The float32 CPU path: attention and SwiGLU through `kernels`, and the
-    /// last layer after its attention computed for the last token only (the
-    /// only row the embedding reads; rows never mix outside attention).
-    fn last_hidden_host(
+    /// The float32 CPU path on a ragged batch (see [`RaggedInput`]):
+    /// attention and SwiGLU through `kernels`, and the last layer after its
+    /// attention computed for each row's last token only (the only row the
+    /// embedding reads; tokens never mix outside attention).
+    pub fn last_hidden_ragged(
         &self,
-        mut h: Array,
-        input: &DecoderInput,
+        input: &RaggedInput,
         clock: &StageClock,
     ) -> Result<Array, ModelError> {
         let cfg = &self.cfg;
-        let (b, l) = (input.ids.shape()[0], input.ids.shape()[1]);
+        let tokens = input.ids.len();
+        let ids: Vec<i32> = input.ids.iter().map(|&i| i as i32).collect();
+        let mut h = linear::as_dtype(
+            &self
+                .embed_tokens
+                .take_axis(Array::from_slice(&ids, &[tokens as i32]), 0)?,
+            self.dtype,
+        )?;
+        if let Some(image_embeds) = input.image_embeds {
+            let mut index: Vec<i32> = (0..tokens as i32).collect();
+            for (k, &pos) in input.image_positions.iter().enumerate() {
+                index[pos as usize] = (tokens + k) as i32;
+            }
+            let both = ops::concatenate(&[&h, &image_embeds.as_dtype(h.dtype())?], 0)?;
+            h = both.take_axis(Array::from_slice(&index, &[tokens as i32]), 0)?;
+        }
+        clock.mark("decoder input (embeddings, scatter)", &h)?;
+
         let (nh, nkv, hd) = (
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
             cfg.head_dim(),
         );
-        let shape = kernels::AttentionShape {
-            batch: b as usize,
-            len: l as usize,
+        let shape = kernels::Heads {
             heads: nh,
             kv_heads: nkv,
             head_dim: hd,
         };
         let rotary = kernels::Rotary {
-            cos: input.cos_host,
-            sin: input.sin_host,
+            cos: input.cos,
+            sin: input.sin,
         };
         let scale = 1.0 / (hd as f32).sqrt();
-        let last_token = Array::from_slice(&[l - 1], &[1]);
+        let every: Vec<kernels::Sequence> =
+            input.prefix.iter().chain(input.rows).cloned().collect();
+        let last_only: Vec<kernels::Sequence> = input
+            .rows
+            .iter()
+            .map(|r| kernels::Sequence {
+                tokens: r.tokens.clone(),
+                first_query: r.tokens.len() - 1,
+            })
+            .collect();
+        let last_index = Array::from_slice(
+            &input
+                .last_tokens
+                .iter()
+                .map(|&t| t as i32)
+                .collect::<Vec<_>>(),
+            &[input.last_tokens.len() as i32],
+        );
         for (i, layer) in self.layers.iter().enumerate() {
             let last_layer = i + 1 == self.layers.len();
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
@@ -232,19 +256,18 @@ impl TextDecoder {
                 host_rows(&q, nh * hd)?,
                 host_rows(&k, nkv * hd)?,
                 host_rows(&v, nkv * hd)?,
+                tokens,
                 shape,
+                if last_layer { &last_only } else { &every },
                 Some(rotary),
-                kernels::Mask::Causal {
-                    left_pad: input.left_pad,
-                },
+                true,
                 scale,
-                if last_layer { l as usize - 1 } else { 0 },
             );
-            let mut o = Array::from_slice(&o, &[b, l, (nh * hd) as i32]);
+            let mut o = Array::from_slice(&o, &[tokens as i32, (nh * hd) as i32]);
             clock.charge("decoder attention core");
             if last_layer {
-                h = h.take_axis(&last_token, 1)?;
-                o = o.take_axis(&last_token, 1)?;
+                h = h.take_axis(&last_index, 0)?;
+                o = o.take_axis(&last_index, 0)?;
             }
             let o = layer.o.forward(&o)?;
             clock.mark("decoder attention projections", &o)?;
@@ -262,13 +285,33 @@ impl TextDecoder {
             clock.mark("decoder mlp", &y)?;
             h = ops::add(&h, y)?;
         }
-        let last = h.reshape(&[b, cfg.hidden_size as i32])?;
         Ok(fast::rms_norm(
-            &last,
+            &h,
             Some(&self.final_norm),
             cfg.rms_norm_eps,
         )?)
     }
+}
+
+/// One batch in the CPU kernels' ragged layout: every row's tokens once,
+/// without padding, after a prompt prefix that all rows share, stored once.
+pub struct RaggedInput<'a> {
+    /// `[tokens]`: the shared prefix, then each row's own tokens.
+    pub ids: &'a [u32],
+    /// Token embeddings for image positions, in order of appearance.
+    pub image_embeds: Option<&'a Array>,
+    /// Token indices of the image positions.
+    pub image_positions: &'a [i32],
+    /// M-RoPE tables `[tokens, head_dim]`.
+    pub cos: &'a [f32],
+    pub sin: &'a [f32],
+    /// The shared prefix as a sequence of its own (keys and values for every
+    /// row; its queries are computed once, here).
+    pub prefix: Option<kernels::Sequence>,
+    /// Each row: prefix tokens then its own, queries from its own.
+    pub rows: &'a [kernels::Sequence],
+    /// Token index of each row's last token.
+    pub last_tokens: &'a [usize],
 }
 
 /// A projection's evaluated output as rows for the CPU kernels.

@@ -148,20 +148,23 @@ impl VisionTower {
                     part(0),
                     part(ed),
                     part(2 * ed),
-                    kernels::AttentionShape {
-                        batch: 1,
-                        len: n as usize,
+                    n as usize,
+                    kernels::Heads {
                         heads: heads as usize,
                         kv_heads: heads as usize,
                         head_dim: hd as usize,
                     },
+                    // One image, bidirectional: every patch sees every patch.
+                    &[kernels::Sequence {
+                        tokens: (0..n as usize).collect(),
+                        first_query: 0,
+                    }],
                     Some(kernels::Rotary {
                         cos: &cos_host,
                         sin: &sin_host,
                     }),
-                    kernels::Mask::Full,
+                    false,
                     scale,
-                    0,
                 );
                 let o = Array::from_slice(&o, &[n, ed as i32]);
                 clock.charge("vision attention core");
