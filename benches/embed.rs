@@ -11,7 +11,8 @@
 //!   reach (model FLOPs / stage time vs a 2048³ matmul in this process).
 //! - `--cases text8,img448,img1024x768,fused448` (`BENCH_CASES`): a subset.
 //! - `BENCH_DTYPE=bfloat16`: bf16 compute; `BENCH_WEIGHTS=bfloat16`: bf16
-//!   weights with float32 compute.
+//!   weights with float32 compute; `BENCH_MLX_ONLY=1`: everything in MLX
+//!   (no CPU kernels, no ragged batches), for comparison.
 //!
 //! Peak RSS per case is the process's high-water mark, reset before the case
 //! (`/proc/self/clear_refs`); it includes the loaded model.
@@ -56,22 +57,30 @@ fn main() {
         Ok("bfloat16") => WeightStorage::Bfloat16,
         _ => WeightStorage::Compute,
     };
+    let cpu_kernels = !std::env::var("BENCH_MLX_ONLY").is_ok_and(|v| v == "1");
     let e = Embedder::load(
         model.path(),
         LoadOptions {
             compute,
             weights,
+            cpu_kernels,
             ..Default::default()
         },
     )
     .unwrap();
     let cfg = e.config().clone();
     println!(
-        "device {} / {} / {} compute, {} weights",
+        "{} / device {} / {} / {} compute, {} weights, {}",
+        cpu_model(),
         tkr_embed::model::runtime::default_device(),
         tkr_embed::model::runtime::blas_summary(),
         compute.as_str(),
         weights.as_str(),
+        if cpu_kernels {
+            "CPU kernels"
+        } else {
+            "MLX only"
+        },
     );
     if let Some(warning) = tkr_embed::model::runtime::blas_warning() {
         println!("WARNING: {warning}");
@@ -252,6 +261,19 @@ fn gemm_peak_gflops() -> f64 {
         run();
     }
     4.0 * 2.0 * (n as f64).powi(3) / t.elapsed().as_secs_f64() / 1e9
+}
+
+/// The CPU's model name (`lscpu`'s "Model name"), for the record.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
 }
 
 fn reset_peak_rss() {

@@ -319,7 +319,6 @@ impl Embedder {
         let mut ids = Vec::with_capacity(b * len);
         let mut positions = Vec::with_capacity(b);
         let mut image_positions = Vec::new();
-        let mut image_embeds = Vec::new();
         for (row, input) in inputs.iter().enumerate() {
             let pad = len - input.ids.len();
             ids.extend(std::iter::repeat_n(PAD_TOKEN_ID, pad));
@@ -331,17 +330,11 @@ impl Embedder {
                     image_positions.push((row * len + pad + k) as i32);
                 }
             }
-            for image in &input.images {
-                image_embeds.push(self.vision.forward(
-                    &image.pixel_values,
-                    image.grid_thw,
-                    &self.clock,
-                )?);
-            }
         }
-        let image_embeds = match image_embeds.len() {
+        let images: Vec<&ImageInput> = inputs.iter().flat_map(|i| &i.images).collect();
+        let image_embeds = match images.len() {
             0 => None,
-            _ => Some(ops::concatenate(&image_embeds, 0)?),
+            _ => Some(self.vision.forward(&images, &self.clock)?),
         };
         if let Some(e) = &image_embeds {
             if e.shape()[0] as usize != image_positions.len() {

@@ -9,6 +9,7 @@ use super::{
     config::VisionConfig,
     kernels,
     linear::{self, Linear, QuantSpec},
+    preprocess::ImageInput,
     rope,
     stages::StageClock,
     ModelError,
@@ -108,25 +109,52 @@ impl VisionTower {
         })
     }
 
-    /// One image's patches `[t·h·w, 1176]` (merge-window order) → its tokens
-    /// `[t·h·w / merge², hidden]`. Images are encoded one at a time, which is
-    /// the block-diagonal attention of the reference.
-    pub fn forward(
+    /// Images' patches `[t·h·w, 1176]` (merge-window order) → their tokens,
+    /// `[Σ t·h·w / merge², hidden]` in image order. Attention never crosses
+    /// images (the block-diagonal attention of the reference). The CPU
+    /// kernels take all images through each layer together (one GEMM per
+    /// layer for the whole group, attention per image); MLX takes one image
+    /// at a time.
+    pub fn forward(&self, images: &[&ImageInput], clock: &StageClock) -> Result<Array, ModelError> {
+        if self.host_kernels || images.len() == 1 {
+            return self.forward_group(images, clock);
+        }
+        let each = images
+            .iter()
+            .map(|image| self.forward_group(&[image], clock))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ops::concatenate(&each, 0)?)
+    }
+
+    /// A group of images through the tower; with MLX only, a group of one.
+    fn forward_group(
         &self,
-        pixel_values: &[f32],
-        grid: [u32; 3],
+        images: &[&ImageInput],
         clock: &StageClock,
     ) -> Result<Array, ModelError> {
         let cfg = &self.cfg;
-        let n = (grid[0] * grid[1] * grid[2]) as i32;
+        let merge = cfg.spatial_merge_size as u32;
         let (heads, hd) = (cfg.num_heads as i32, cfg.head_dim() as i32);
-        let x =
-            Array::from_slice(pixel_values, &[n, cfg.patch_dim() as i32]).as_dtype(self.dtype)?;
+        let mut pixels = Vec::new();
+        let mut cos_host = Vec::new();
+        let mut sin_host = Vec::new();
+        let mut sequences = Vec::with_capacity(images.len());
+        for image in images {
+            let start = pixels.len() / cfg.patch_dim();
+            pixels.extend_from_slice(&image.pixel_values);
+            let (cos, sin) = rope::vision_tables(image.grid_thw, merge, cfg.head_dim());
+            cos_host.extend(cos);
+            sin_host.extend(sin);
+            sequences.push(kernels::Sequence {
+                tokens: (start..pixels.len() / cfg.patch_dim()).collect(),
+                first_query: 0,
+            });
+        }
+        let n = (pixels.len() / cfg.patch_dim()) as i32;
+        let x = Array::from_slice(&pixels, &[n, cfg.patch_dim() as i32]).as_dtype(self.dtype)?;
         let mut x = ops::matmul(&x, linear::as_dtype(&self.patch_embed_t, self.dtype)?)?;
         clock.mark("vision patch embed", &x)?;
 
-        let merge = cfg.spatial_merge_size as u32;
-        let (cos_host, sin_host) = rope::vision_tables(grid, merge, cfg.head_dim());
         let cos = Array::from_slice(&cos_host, &[n, 1, hd]);
         let sin = Array::from_slice(&sin_host, &[n, 1, hd]);
         let scale = 1.0 / (hd as f32).sqrt();
@@ -154,11 +182,8 @@ impl VisionTower {
                         kv_heads: heads as usize,
                         head_dim: hd as usize,
                     },
-                    // One image, bidirectional: every patch sees every patch.
-                    &[kernels::Sequence {
-                        tokens: (0..n as usize).collect(),
-                        first_query: 0,
-                    }],
+                    // Bidirectional within each image.
+                    &sequences,
                     Some(kernels::Rotary {
                         cos: &cos_host,
                         sin: &sin_host,
