@@ -445,14 +445,14 @@ pub fn exp(x: f32) -> f32 {
     // t = x·log2(e) + 1.5·2^23 rounds to the nearest integer n in the
     // default rounding mode; n then sits in t's low mantissa bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.max(-87.3).min(88.0);
+    let x = x.clamp(-87.3, 88.0);
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e_r = p * r * r + r + 1.0;
     let n_bits = t.to_bits().wrapping_sub(ROUND.to_bits());
     e_r * f32::from_bits(n_bits.wrapping_add(127) << 23)

@@ -98,6 +98,29 @@ impl TextDecoder {
         self.host_kernels
     }
 
+    /// `[tokens, hidden]` input embeddings of flat token ids, with the rows
+    /// at `image_positions` (flat indices) taken from `image_embeds`.
+    fn input_embeddings(
+        &self,
+        flat_ids: &Array,
+        image_embeds: Option<&Array>,
+        image_positions: &[i32],
+    ) -> Result<Array, ModelError> {
+        let h = linear::as_dtype(&self.embed_tokens.take_axis(flat_ids, 0)?, self.dtype)?;
+        let Some(image_embeds) = image_embeds else {
+            return Ok(h);
+        };
+        // Scatter: gather from [text rows; image rows] with image positions
+        // pointing past the text rows.
+        let n = flat_ids.shape()[0];
+        let mut index: Vec<i32> = (0..n).collect();
+        for (k, &pos) in image_positions.iter().enumerate() {
+            index[pos as usize] = n + k as i32;
+        }
+        let both = ops::concatenate(&[&h, &image_embeds.as_dtype(h.dtype())?], 0)?;
+        Ok(both.take_axis(Array::from_slice(&index, &[n]), 0)?)
+    }
+
     /// Final-normed hidden state of each row's last token, `[batch, hidden]`.
     pub fn last_hidden(
         &self,
@@ -113,17 +136,7 @@ impl TextDecoder {
             cfg.head_dim() as i32,
         );
         let flat_ids = input.ids.reshape(&[b * l])?;
-        let mut h = linear::as_dtype(&self.embed_tokens.take_axis(&flat_ids, 0)?, self.dtype)?;
-        if let Some(image_embeds) = input.image_embeds {
-            // Scatter: gather from [text rows; image rows] with image positions
-            // pointing past the text rows.
-            let mut index: Vec<i32> = (0..b * l).collect();
-            for (k, &pos) in input.image_positions.iter().enumerate() {
-                index[pos as usize] = b * l + k as i32;
-            }
-            let both = ops::concatenate(&[&h, &image_embeds.as_dtype(h.dtype())?], 0)?;
-            h = both.take_axis(Array::from_slice(&index, &[b * l]), 0)?;
-        }
+        let h = self.input_embeddings(&flat_ids, input.image_embeds, input.image_positions)?;
         let mut h = h.reshape(&[b, l, hidden])?;
         let dtype = h.dtype();
         let cos = input.cos.as_dtype(dtype)?;
@@ -195,20 +208,11 @@ impl TextDecoder {
         let cfg = &self.cfg;
         let tokens = input.ids.len();
         let ids: Vec<i32> = input.ids.iter().map(|&i| i as i32).collect();
-        let mut h = linear::as_dtype(
-            &self
-                .embed_tokens
-                .take_axis(Array::from_slice(&ids, &[tokens as i32]), 0)?,
-            self.dtype,
+        let mut h = self.input_embeddings(
+            &Array::from_slice(&ids, &[tokens as i32]),
+            input.image_embeds,
+            input.image_positions,
         )?;
-        if let Some(image_embeds) = input.image_embeds {
-            let mut index: Vec<i32> = (0..tokens as i32).collect();
-            for (k, &pos) in input.image_positions.iter().enumerate() {
-                index[pos as usize] = (tokens + k) as i32;
-            }
-            let both = ops::concatenate(&[&h, &image_embeds.as_dtype(h.dtype())?], 0)?;
-            h = both.take_axis(Array::from_slice(&index, &[tokens as i32]), 0)?;
-        }
         clock.mark("decoder input (embeddings, scatter)", &h)?;
 
         let (nh, nkv, hd) = (
