@@ -366,6 +366,11 @@ fn every_documented_route_is_served() {
     assert_eq!(info["model"]["dim"], 64);
     assert_eq!(info["model"]["dtype"], "float32");
     assert!(info["versions"]["tkr_embed"].is_string());
+    // Which BLAS and kernel the server computes with, and whether that is slow.
+    let blas = &info["model"]["blas"];
+    assert_eq!(blas["library"], tkr_embed::model::runtime::blas());
+    assert!(blas["summary"].is_string() && blas["kernel_chosen_by"].is_string());
+    assert!(blas["slow_fallback"].is_boolean());
 }
 
 #[test]
