@@ -311,66 +311,79 @@ impl Embedder {
         // With the stage clock on (benchmarks), the time since it started is
         // the caller's input preparation.
         self.clock.charge("preprocess (decode, resize, tokenize)");
-        let b = inputs.len();
-        let len = inputs.iter().map(|i| i.ids.len()).max().unwrap_or(0);
         let merge = self.config.vision.spatial_merge_size as u32;
         let image_id = self.config.image_token_id;
-
-        let mut ids = Vec::with_capacity(b * len);
-        let mut positions = Vec::with_capacity(b);
-        let mut image_positions = Vec::new();
-        for (row, input) in inputs.iter().enumerate() {
-            let pad = len - input.ids.len();
-            ids.extend(std::iter::repeat_n(PAD_TOKEN_ID, pad));
-            ids.extend_from_slice(&input.ids);
-            let grids: Vec<[u32; 3]> = input.images.iter().map(|i| i.grid_thw).collect();
-            positions.push(rope::mrope_positions(&input.ids, image_id, &grids, merge));
-            for (k, &id) in input.ids.iter().enumerate() {
-                if id == image_id {
-                    image_positions.push((row * len + pad + k) as i32);
-                }
-            }
-        }
+        let positions: Vec<Vec<[u32; 3]>> = inputs
+            .iter()
+            .map(|input| {
+                let grids: Vec<[u32; 3]> = input.images.iter().map(|i| i.grid_thw).collect();
+                rope::mrope_positions(&input.ids, image_id, &grids, merge)
+            })
+            .collect();
         let images: Vec<&ImageInput> = inputs.iter().flat_map(|i| &i.images).collect();
         let image_embeds = match images.len() {
             0 => None,
             _ => Some(self.vision.forward(&images, &self.clock)?),
         };
         if let Some(e) = &image_embeds {
-            if e.shape()[0] as usize != image_positions.len() {
+            let image_tokens: usize = inputs
+                .iter()
+                .map(|i| i.ids.iter().filter(|&&id| id == image_id).count())
+                .sum();
+            if e.shape()[0] as usize != image_tokens {
                 return Err(ModelError::BadInput(format!(
-                    "{} image tokens in the prompt but the images give {}",
-                    image_positions.len(),
+                    "{image_tokens} image tokens in the prompt but the images give {}",
                     e.shape()[0]
                 )));
             }
         }
-
         if self.decoder.host_kernels() {
-            return self.decode_ragged(inputs, &positions, image_embeds.as_ref());
+            self.decode_ragged(inputs, &positions, image_embeds.as_ref())
+        } else {
+            self.decode_padded(inputs, &positions, image_embeds.as_ref())
+        }
+    }
+
+    /// The decoder in MLX on a left-padded batch `[rows, longest]`.
+    fn decode_padded(
+        &self,
+        inputs: &[PreparedInput],
+        positions: &[Vec<[u32; 3]>],
+        image_embeds: Option<&Array>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let b = inputs.len();
+        let len = inputs.iter().map(|i| i.ids.len()).max().unwrap_or(0);
+        let image_id = self.config.image_token_id;
+        let mut ids = Vec::with_capacity(b * len);
+        let mut image_positions = Vec::new();
+        for (row, input) in inputs.iter().enumerate() {
+            let pad = len - input.ids.len();
+            ids.extend(std::iter::repeat_n(PAD_TOKEN_ID as i32, pad));
+            ids.extend(input.ids.iter().map(|&i| i as i32));
+            for (k, &id) in input.ids.iter().enumerate() {
+                if id == image_id {
+                    image_positions.push((row * len + pad + k) as i32);
+                }
+            }
         }
         let t = &self.config.text;
         let hd = t.head_dim();
-        let (cos_host, sin_host) =
-            rope::mrope_tables(&positions, len, hd, t.rope_theta, t.mrope_section);
+        let (cos, sin) = rope::mrope_tables(positions, len, hd, t.rope_theta, t.mrope_section);
         let shape = [b as i32, 1, len as i32, hd as i32];
-        let cos = Array::from_slice(&cos_host, &shape);
-        let sin = Array::from_slice(&sin_host, &shape);
+        let cos = Array::from_slice(&cos, &shape);
+        let sin = Array::from_slice(&sin, &shape);
         let mask = padding_mask(inputs, len)
             .map(|m| {
                 Array::from_slice(&m, &[b as i32, 1, len as i32, len as i32])
                     .as_dtype(self.decoder.dtype())
             })
             .transpose()?;
-        let ids = Array::from_slice(
-            &ids.iter().map(|&i| i as i32).collect::<Vec<_>>(),
-            &[b as i32, len as i32],
-        );
+        let ids = Array::from_slice(&ids, &[b as i32, len as i32]);
         self.clock.charge("decoder input (embeddings, scatter)");
         let hidden = self.decoder.last_hidden(
             &DecoderInput {
                 ids: &ids,
-                image_embeds: image_embeds.as_ref(),
+                image_embeds,
                 image_positions: &image_positions,
                 cos: &cos,
                 sin: &sin,
