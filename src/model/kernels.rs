@@ -26,12 +26,16 @@ use multiversion::multiversion;
 const BLOCK: usize = 128;
 
 /// One projection's output as the linear layer wrote it: token `t`, head
-/// `h`, component `d` is at `data[t * row_stride + offset + h * head_dim + d]`.
+/// `h`, component `d` is at
+/// `data[(t - first_token) * row_stride + offset + h * head_dim + d]`
+/// (tokens before `first_token` have no row here: a cached prompt prefix
+/// has keys and values but no queries).
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub data: &'a [f32],
     pub row_stride: usize,
     pub offset: usize,
+    pub first_token: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +95,7 @@ pub fn attention(
     let pack = |rows: Rows, seq: &Sequence, from: usize, h: usize, rotate: bool, factor: f32| {
         let mut out = vec![0.0f32; (seq.tokens.len() - from) * hd];
         for (dst, &token) in out.chunks_mut(hd).zip(&seq.tokens[from..]) {
-            let start = token * rows.row_stride + rows.offset + h * hd;
+            let start = (token - rows.first_token) * rows.row_stride + rows.offset + h * hd;
             let x = &rows.data[start..start + hd];
             match (rotate, rotary) {
                 (true, Some(r)) => {
@@ -577,6 +581,7 @@ mod tests {
                 data,
                 row_stride: w,
                 offset: 0,
+                first_token: 0,
             }
         }
         let shape = Heads {

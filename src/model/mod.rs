@@ -219,6 +219,9 @@ pub struct Embedder {
     decoder: TextDecoder,
     options: LoadOptions,
     clock: StageClock,
+    /// `<|im_start|>`, which ends the cached system-turn prefix.
+    im_start_id: Option<u32>,
+    prefix_cache: PrefixCache,
 }
 
 impl Embedder {
@@ -249,6 +252,7 @@ impl Embedder {
             compute,
             host_kernels,
         )?;
+        let im_start_id = tokenizer.tokenizer().token_to_id("<|im_start|>");
         let preparer = Arc::new(Preparer {
             tokenizer,
             merge_window: config.vision.spatial_merge_size.pow(2) as u32,
@@ -261,6 +265,8 @@ impl Embedder {
             decoder,
             options,
             clock: StageClock::default(),
+            im_start_id,
+            prefix_cache: PrefixCache::default(),
         })
     }
 
@@ -416,43 +422,58 @@ impl Embedder {
         image_embeds: Option<&Array>,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
         let image_id = self.config.image_token_id;
-        let shared = shared_prefix_len(inputs, image_id);
-        let mut ids: Vec<u32> = inputs[0].ids[..shared].to_vec();
-        let mut flat_positions: Vec<[u32; 3]> = positions[0][..shared].to_vec();
+        // The system turn: from an earlier call's cache, or computed here
+        // (then kept for the next call).
+        let instruction = self.instruction_prefix(inputs);
+        let cached = instruction.and_then(|ids| self.prefix_cache.take(ids));
+        let (skip, shared, capture) = match &cached {
+            Some(c) => (c.len, 0, None),
+            None => {
+                let shared = shared_prefix_len(inputs, image_id);
+                let capture = instruction
+                    .map(<[u32]>::len)
+                    .filter(|&n| shared == 0 || shared >= n);
+                (0, shared, capture)
+            }
+        };
+        let lead = skip + shared; // leading tokens common to every row
+        let mut ids: Vec<u32> = inputs[0].ids[skip..lead].to_vec();
+        let mut flat_positions: Vec<[u32; 3]> = positions[0][..lead].to_vec();
         let mut image_positions = Vec::new();
         let mut rows = Vec::with_capacity(inputs.len());
         let mut last_tokens = Vec::with_capacity(inputs.len());
         for (input, row_positions) in inputs.iter().zip(positions) {
             let start = ids.len();
-            for (k, &id) in input.ids[shared..].iter().enumerate() {
+            for (k, &id) in input.ids[lead..].iter().enumerate() {
                 if id == image_id {
                     image_positions.push((start + k) as i32);
                 }
             }
-            ids.extend_from_slice(&input.ids[shared..]);
-            flat_positions.extend_from_slice(&row_positions[shared..]);
+            ids.extend_from_slice(&input.ids[lead..]);
+            flat_positions.extend_from_slice(&row_positions[lead..]);
             rows.push(kernels::Sequence {
-                tokens: (0..shared).chain(start..ids.len()).collect(),
-                first_query: shared,
+                tokens: (0..lead).chain(skip + start..skip + ids.len()).collect(),
+                first_query: lead,
             });
-            last_tokens.push(ids.len() - 1);
+            last_tokens.push(skip + ids.len() - 1);
         }
         let prefix = (shared > 0).then(|| kernels::Sequence {
-            tokens: (0..shared).collect(),
-            first_query: 0,
+            tokens: (0..lead).collect(),
+            first_query: skip,
         });
         let t = &self.config.text;
         // One "row" of all tokens: tables `[tokens, head_dim]`.
         let (cos, sin) = rope::mrope_tables(
             &[flat_positions],
-            ids.len(),
+            skip + ids.len(),
             t.head_dim(),
             t.rope_theta,
             t.mrope_section,
         );
         self.clock.charge("decoder input (embeddings, scatter)");
-        let hidden = self.decoder.last_hidden_ragged(
+        let (hidden, captured) = self.decoder.last_hidden_ragged(
             &qwen2::RaggedInput {
+                cached: cached.as_ref(),
                 ids: &ids,
                 image_embeds,
                 image_positions: &image_positions,
@@ -461,10 +482,59 @@ impl Embedder {
                 prefix,
                 rows: &rows,
                 last_tokens: &last_tokens,
+                capture,
             },
             &self.clock,
         )?;
+        if let (Some(ids), Some(kv)) = (instruction, cached.or(captured)) {
+            self.prefix_cache.put(ids.to_vec(), kv);
+        }
         self.pool(hidden)
+    }
+
+    /// The system turn up to and including the user turn's `<|im_start|>`,
+    /// when every input starts with the same one and has tokens after it:
+    /// special tokens on both sides, so tokenization never merges across it.
+    fn instruction_prefix<'a>(&self, inputs: &'a [PreparedInput]) -> Option<&'a [u32]> {
+        let im_start = self.im_start_id?;
+        let first = &inputs[0].ids;
+        let end = first
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| id == im_start)
+            .nth(1)
+            .map(|(i, _)| i + 1)?;
+        let prefix = &first[..end];
+        inputs
+            .iter()
+            .all(|i| i.ids.len() > end && i.ids.starts_with(prefix))
+            .then_some(prefix)
+    }
+}
+
+/// Keys and values of recent system turns (one per instruction), for the
+/// CPU decoder. Small: 2 · layers · tokens · kv width floats each.
+#[derive(Default)]
+struct PrefixCache {
+    entries: std::cell::RefCell<Vec<(Vec<u32>, qwen2::PrefixKv)>>,
+}
+
+impl PrefixCache {
+    const CAPACITY: usize = 8;
+
+    /// Removes and returns the entry for `ids` (given back with `put`).
+    fn take(&self, ids: &[u32]) -> Option<qwen2::PrefixKv> {
+        let mut entries = self.entries.borrow_mut();
+        let at = entries.iter().position(|(key, _)| key == ids)?;
+        Some(entries.remove(at).1)
+    }
+
+    /// Keeps `kv` as the most recent entry, forgetting the oldest beyond capacity.
+    fn put(&self, ids: Vec<u32>, kv: qwen2::PrefixKv) {
+        let mut entries = self.entries.borrow_mut();
+        entries.retain(|(key, _)| *key != ids);
+        entries.insert(0, (ids, kv));
+        entries.truncate(Self::CAPACITY);
     }
 }
 

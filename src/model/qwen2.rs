@@ -200,16 +200,22 @@ impl TextDecoder {
     /// attention and SwiGLU through `kernels`, and the last layer after its
     /// attention computed for each row's last token only (the only row the
     /// embedding reads; tokens never mix outside attention).
+    /// Returns `[rows, hidden]`, and the keys and values of the first
+    /// `input.capture` tokens when asked.
     pub fn last_hidden_ragged(
         &self,
         input: &RaggedInput,
         clock: &StageClock,
-    ) -> Result<Array, ModelError> {
+    ) -> Result<(Array, Option<PrefixKv>), ModelError> {
         let cfg = &self.cfg;
-        let tokens = input.ids.len();
+        // Token indices: a cached prefix's tokens come first (keys and values
+        // only), then the `computed` tokens that go through the layers.
+        let cached_len = input.cached.map_or(0, |c| c.len);
+        let computed = input.ids.len();
+        let tokens = cached_len + computed;
         let ids: Vec<i32> = input.ids.iter().map(|&i| i as i32).collect();
         let mut h = self.input_embeddings(
-            &Array::from_slice(&ids, &[tokens as i32]),
+            &Array::from_slice(&ids, &[computed as i32]),
             input.image_embeds,
             input.image_positions,
         )?;
@@ -244,10 +250,15 @@ impl TextDecoder {
             &input
                 .last_tokens
                 .iter()
-                .map(|&t| t as i32)
+                .map(|&t| (t - cached_len) as i32)
                 .collect::<Vec<_>>(),
             &[input.last_tokens.len() as i32],
         );
+        let mut captured = input.capture.map(|len| PrefixKv {
+            len,
+            keys: Vec::new(),
+            values: Vec::new(),
+        });
         for (i, layer) in self.layers.iter().enumerate() {
             let last_layer = i + 1 == self.layers.len();
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
@@ -256,10 +267,21 @@ impl TextDecoder {
             let k = super::on_host(&layer.k.forward(&x)?)?;
             let v = super::on_host(&layer.v.forward(&x)?)?;
             clock.charge("decoder attention projections");
+            let (q, k, v) = (
+                q.try_as_slice::<f32>()?,
+                k.try_as_slice::<f32>()?,
+                v.try_as_slice::<f32>()?,
+            );
+            if let Some(c) = captured.as_mut() {
+                c.keys.push(k[..c.len * nkv * hd].to_vec());
+                c.values.push(v[..c.len * nkv * hd].to_vec());
+            }
+            let keys = after_prefix(input.cached.map(|c| &c.keys[i]), k);
+            let values = after_prefix(input.cached.map(|c| &c.values[i]), v);
             let o = kernels::attention(
-                host_rows(&q, nh * hd)?,
-                host_rows(&k, nkv * hd)?,
-                host_rows(&v, nkv * hd)?,
+                rows(q, nh * hd, cached_len),
+                rows(&keys, nkv * hd, 0),
+                rows(&values, nkv * hd, 0),
                 tokens,
                 shape,
                 if last_layer { &last_only } else { &every },
@@ -267,7 +289,10 @@ impl TextDecoder {
                 true,
                 scale,
             );
-            let mut o = Array::from_slice(&o, &[tokens as i32, (nh * hd) as i32]);
+            let mut o = Array::from_slice(
+                &o[cached_len * nh * hd..],
+                &[computed as i32, (nh * hd) as i32],
+            );
             clock.charge("decoder attention core");
             if last_layer {
                 h = h.take_axis(&last_index, 0)?;
@@ -289,24 +314,27 @@ impl TextDecoder {
             clock.mark("decoder mlp", &y)?;
             h = ops::add(&h, y)?;
         }
-        Ok(fast::rms_norm(
-            &h,
-            Some(&self.final_norm),
-            cfg.rms_norm_eps,
-        )?)
+        let hidden = fast::rms_norm(&h, Some(&self.final_norm), cfg.rms_norm_eps)?;
+        Ok((hidden, captured))
     }
 }
 
 /// One batch in the CPU kernels' ragged layout: every row's tokens once,
 /// without padding, after a prompt prefix that all rows share, stored once.
+///
+/// Token indices: the `cached` prefix's tokens first (they have keys and
+/// values only), then the tokens in `ids`, which go through the layers.
 pub struct RaggedInput<'a> {
-    /// `[tokens]`: the shared prefix, then each row's own tokens.
+    /// A prompt prefix computed by an earlier call, if this batch starts with it.
+    pub cached: Option<&'a PrefixKv>,
+    /// The computed tokens: the prefix the rows share (if not cached), then
+    /// each row's own tokens.
     pub ids: &'a [u32],
     /// Token embeddings for image positions, in order of appearance.
     pub image_embeds: Option<&'a Array>,
-    /// Token indices of the image positions.
+    /// Indices into `ids` of the image positions.
     pub image_positions: &'a [i32],
-    /// M-RoPE tables `[tokens, head_dim]`.
+    /// M-RoPE tables `[cached + computed tokens, head_dim]`.
     pub cos: &'a [f32],
     pub sin: &'a [f32],
     /// The shared prefix as a sequence of its own (keys and values for every
@@ -316,13 +344,35 @@ pub struct RaggedInput<'a> {
     pub rows: &'a [kernels::Sequence],
     /// Token index of each row's last token.
     pub last_tokens: &'a [usize],
+    /// Return the keys and values of this many leading tokens (to cache).
+    pub capture: Option<usize>,
 }
 
-/// A projection's evaluated output as rows for the CPU kernels.
-fn host_rows(a: &Array, width: usize) -> Result<kernels::Rows<'_>, ModelError> {
-    Ok(kernels::Rows {
-        data: a.try_as_slice::<f32>()?,
+/// Plain rows for the CPU kernels, the first being token `first_token`.
+fn rows(data: &[f32], width: usize, first_token: usize) -> kernels::Rows<'_> {
+    kernels::Rows {
+        data,
         row_stride: width,
         offset: 0,
-    })
+        first_token,
+    }
+}
+
+/// `cached` rows followed by `computed` ones (keys or values of a cached
+/// prompt prefix and of the batch's own tokens).
+fn after_prefix<'a>(cached: Option<&Vec<f32>>, computed: &'a [f32]) -> std::borrow::Cow<'a, [f32]> {
+    match cached {
+        None => std::borrow::Cow::Borrowed(computed),
+        Some(cached) => std::borrow::Cow::Owned([cached.as_slice(), computed].concat()),
+    }
+}
+
+/// Keys and values (the projections' outputs, before rotary) of a prompt
+/// prefix at every layer, `[prefix_len, kv_heads · head_dim]` each: under
+/// causal attention they do not depend on anything after the prefix, so a
+/// prefix computed once serves every later prompt that starts with it.
+pub struct PrefixKv {
+    pub len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
 }

@@ -171,6 +171,7 @@ impl VisionTower {
                     data: qkv,
                     row_stride: 3 * ed,
                     offset,
+                    first_token: 0,
                 };
                 let o = kernels::attention(
                     part(0),

@@ -379,3 +379,30 @@ fn a_model_that_cannot_fit_names_the_ways_out() {
         .sum();
     assert_eq!(counted, expected);
 }
+
+/// The system turn's keys and values are cached across calls on the CPU
+/// path: a later call that reuses them (single inputs, batches, other
+/// instructions in between) gives what a fresh model gives.
+#[test]
+fn cached_system_turn_gives_the_same_embeddings() {
+    let _mlx = mlx_lock();
+    let warm = load(ComputeType::Float32);
+    let sequence = [
+        "text_sentence",
+        "text_custom_instruction",
+        "img_medium_333x250",
+        "text_sentence",
+        "batch_texts",
+        "fused_1",
+        "text_custom_instruction",
+    ];
+    for id in sequence {
+        let fresh = load(ComputeType::Float32);
+        let c = case(id);
+        let a = warm.embed_batch(&prepare_case(&warm, c)).unwrap();
+        let b = fresh.embed_batch(&prepare_case(&fresh, c)).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!(max_abs_diff(x, y) <= 1e-6, "{id}: {}", max_abs_diff(x, y));
+        }
+    }
+}
