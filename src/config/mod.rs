@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use layers::{load, ConfigInputs, ConfigSources, Layer, Source};
-pub use profiles::{detect_profile, total_memory_bytes, Profile, PROFILE_NAMES};
+pub use profiles::{
+    available_memory_bytes, detect_profile, total_memory_bytes, Profile, PROFILE_NAMES,
+};
 
 /// Default model: the 7B Ops-MM embedding model on the Hugging Face hub.
 pub const DEFAULT_MODEL: &str = "OpenSearch-AI/Ops-MM-embedding-v1-7B";

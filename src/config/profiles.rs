@@ -88,8 +88,18 @@ pub fn total_memory_bytes() -> Option<u64> {
             .ok()?;
         return String::from_utf8_lossy(&out.stdout).trim().parse().ok();
     }
+    meminfo_bytes("MemTotal:")
+}
+
+/// Memory the OS can give us now (Linux `MemAvailable`); `None` elsewhere.
+pub fn available_memory_bytes() -> Option<u64> {
+    meminfo_bytes("MemAvailable:")
+}
+
+/// A `/proc/meminfo` field (given in KiB there), in bytes.
+fn meminfo_bytes(field: &str) -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let line = meminfo.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -422,7 +422,7 @@ pub fn engine_config(
         WeightStorageChoice::Auto => {
             let fits = match (
                 crate::model::weights::parameter_count(&model_dir),
-                crate::model::available_memory_bytes(),
+                crate::config::available_memory_bytes(),
             ) {
                 (Ok(params), Some(available)) => {
                     // Leave an eighth for activations and the rest of the process.

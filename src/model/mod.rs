@@ -571,21 +571,14 @@ pub fn weight_bytes(parameters: u64, options: &LoadOptions) -> u64 {
     (parameters as f64 * per_param) as u64
 }
 
-/// Memory the OS can give us now (Linux `MemAvailable`); `None` elsewhere.
-pub fn available_memory_bytes() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 /// Fails at once, naming the ways out, when the weights cannot fit in the
 /// memory that is available (instead of swapping or being killed halfway
 /// through loading).
 fn check_memory(dir: &Path, options: &LoadOptions) -> Result<(), ModelError> {
-    let (Some(available), Ok(parameters)) =
-        (available_memory_bytes(), weights::parameter_count(dir))
-    else {
+    let (Some(available), Ok(parameters)) = (
+        crate::config::available_memory_bytes(),
+        weights::parameter_count(dir),
+    ) else {
         return Ok(()); // unknown: let the load try
     };
     match memory_shortfall(parameters, options, available) {
