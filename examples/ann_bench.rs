@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tkr_embed::index::{CollectionIndex, IndexDoc, IndexParams, IndexSearch};
+use tkr_embed::index::{CollectionIndex, IndexDoc, IndexParams};
 use tkr_embed::types::{dot, l2_normalize, Modality};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -160,13 +160,11 @@ fn exact_gt(base: &[Vec<f32>], queries: &[Vec<f32>], k: usize) -> Vec<Vec<usize>
 }
 
 fn top_ids(index: &CollectionIndex, q: &[f32], k: usize, ef: usize) -> Vec<usize> {
-    match index.search_ef(q, k, None, None, ef) {
-        IndexSearch::Hits(hits) => hits
-            .iter()
-            .map(|h| h.doc.parse().unwrap_or(usize::MAX))
-            .collect(),
-        IndexSearch::Exact(_) => unreachable!("no filter"),
-    }
+    index
+        .search_ef(q, k, None, None, ef)
+        .iter()
+        .map(|h| h.doc.parse().unwrap_or(usize::MAX))
+        .collect()
 }
 
 fn main() -> Res<()> {

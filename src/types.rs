@@ -170,24 +170,45 @@ pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
     Ok(())
 }
 
-/// Inner product, written with independent accumulators so the compiler can
-/// vectorise it.
+/// Inner product: the index's distance and every exact score.
+///
+/// Explicit SIMD through `pulp`, which picks the widest instruction set the
+/// CPU has at run time (AVX-512, AVX2+FMA, NEON; scalar elsewhere): LLVM's
+/// auto-vectoriser turned the plain accumulator loop into 2-lane code, 4×
+/// slower. Two independent accumulators hide the FMA latency. The
+/// summation order depends on the lane width, so the last bits of a score
+/// can differ between CPUs (not between runs).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+    static ARCH: std::sync::LazyLock<pulp::Arch> = std::sync::LazyLock::new(pulp::Arch::new);
+    ARCH.dispatch(Dot { a, b })
+}
+
+struct Dot<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+}
+
+impl pulp::WithSimd for Dot<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> f32 {
+        let (a, a_tail) = S::as_simd_f32s(self.a);
+        let (b, b_tail) = S::as_simd_f32s(self.b);
+        let mut acc = [simd.splat_f32s(0.0); 2];
+        let (a2, b2) = (a.chunks_exact(2), b.chunks_exact(2));
+        let (a_odd, b_odd) = (a2.remainder(), b2.remainder());
+        for (x, y) in a2.zip(b2) {
+            acc[0] = simd.mul_add_f32s(x[0], y[0], acc[0]);
+            acc[1] = simd.mul_add_f32s(x[1], y[1], acc[1]);
         }
+        for (&x, &y) in a_odd.iter().zip(b_odd) {
+            acc[0] = simd.mul_add_f32s(x, y, acc[0]);
+        }
+        let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+        simd.reduce_sum_f32s(simd.add_f32s(acc[0], acc[1])) + tail
     }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).

@@ -1,9 +1,8 @@
 //! The read path: normalise the query → index (HNSW, or the exact scan a
 //! selective filter asks for) → fetch records → hits.
-use std::sync::Arc;
 
 use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
-use crate::index::{CollectionIndex, Filter, IndexHit, IndexSearch};
+use crate::index::{CollectionIndex, Filter};
 use crate::types::{l2_normalize, SegmentMatch};
 
 /// Largest `k` a search may ask for.
@@ -101,10 +100,7 @@ impl Db {
         if k > MAX_K {
             return Err(DbError::BadInput(format!("k = {k} is above {MAX_K}")));
         }
-        let hits = match index.search(query, k, filter, exclude) {
-            IndexSearch::Hits(hits) => hits,
-            IndexSearch::Exact(candidates) => self.exact_scan(index, query, k, candidates)?,
-        };
+        let hits = index.search(query, k, filter, exclude);
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
             // A document deleted since the index answered is skipped.
@@ -130,33 +126,5 @@ impl Db {
             });
         }
         Ok(out)
-    }
-
-    /// Scores every candidate against its stored vectors: exact results for
-    /// filters that match few documents.
-    fn exact_scan(
-        &self,
-        index: &CollectionIndex,
-        query: &[f32],
-        k: usize,
-        candidates: Vec<Arc<str>>,
-    ) -> Result<Vec<IndexHit>> {
-        let mut scored = Vec::with_capacity(candidates.len());
-        for doc in candidates {
-            let Some(vectors) = self.store.get_vectors(index.collection_id(), &doc)? else {
-                continue;
-            };
-            if let Some((segment, score)) = index.best_segment(query, &vectors) {
-                scored.push(IndexHit {
-                    doc,
-                    seq: 0,
-                    segment,
-                    score,
-                });
-            }
-        }
-        scored.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.doc.cmp(&b.doc)));
-        scored.truncate(k);
-        Ok(scored)
     }
 }

@@ -1,23 +1,22 @@
-//! In-memory HNSW index of one collection (hnsw_rs), derived from the store.
+//! In-memory HNSW index of one collection ([`hnsw`]), derived from the store.
 //!
-//! - Vectors are L2-normalised; the distance is `1 - dot` (cosine), clamped at
-//!   0 because hnsw_rs asserts non-negative distances and rounding can make
-//!   `dot` of a vector with itself exceed 1.
+//! - Vectors are L2-normalised; the distance is `1 - dot` (cosine).
 //! - Every vector of a document (primary and segments) gets its own *label*
-//!   (hnsw_rs's data id); the label map takes a label back to
+//!   (its node number in the graph); the label map takes a label back to
 //!   (document, segment). Searches return each document once, with its best
 //!   segment.
-//! - hnsw_rs cannot delete points: a delete or a replacement tombstones the
-//!   old labels, which searches filter out. When tombstones pass
+//! - HNSW graphs cannot delete points: a delete or a replacement tombstones
+//!   the old labels, which searches skip. When tombstones pass
 //!   `rebuild_tombstone_ratio` of the labels, a background thread builds a
 //!   fresh graph from the live vectors and swaps it in, replaying the changes
 //!   that arrived meanwhile, so the index never grows without bound.
 //! - Metadata and modality of each document are kept here, in memory, so
 //!   filters are evaluated without touching the store. A filter matching few
-//!   documents makes the search exact: it returns the candidates and the
-//!   caller scores their stored vectors (see [`IndexSearch::Exact`]).
+//!   documents makes the search exact: every matching document's vectors
+//!   are scored (they are in the graph's arena).
 //! - Checkpoints: see [`persist`].
 pub mod filter;
+pub mod hnsw;
 pub mod persist;
 
 use std::collections::{HashMap, HashSet};
@@ -25,38 +24,24 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hnsw_rs::prelude::{Distance, Hnsw};
+use hnsw::{Hnsw, HnswConfig};
 use parking_lot::RwLock;
 use serde_json::{Map, Value};
 
 pub use filter::{Condition, Filter, FilterError, FilterTarget};
 pub use persist::PersistError;
 
-use crate::types::{dot, Modality, Seq};
+use crate::types::{Modality, Seq};
 
-/// Cosine distance on unit vectors: `max(0, 1 - a·b)`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CosineDistance;
-
-impl Distance<f32> for CosineDistance {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
-/// The hnsw_rs graph type used everywhere.
-pub type Graph = Hnsw<'static, f32, CosineDistance>;
-
-/// Batches at least this large go through hnsw_rs's parallel insert.
+/// Batches at least this large are linked on all cores.
 const PARALLEL_INSERT_MIN: usize = 64;
-/// hnsw_rs's layer cap (it clamps to 16 anyway).
-const MAX_LAYERS: usize = 16;
 
 /// Tuning of the index. The defaults suit dimensions from 64 to a few
 /// thousand and collections up to about a million vectors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexParams {
-    /// HNSW `M`: links per node and layer (hnsw_rs allows at most 256).
+    /// HNSW `M`: links per node on upper layers, twice that on layer 0
+    /// (2 to 256).
     pub max_connections: usize,
     /// Candidate list size while building.
     pub ef_construction: usize,
@@ -108,15 +93,6 @@ pub struct IndexHit {
     pub score: f32,
 }
 
-/// Result of [`CollectionIndex::search`].
-#[derive(Debug)]
-pub enum IndexSearch {
-    /// Approximate nearest documents, best first.
-    Hits(Vec<IndexHit>),
-    /// The filter matched few documents: score these exactly (all of them).
-    Exact(Vec<Arc<str>>),
-}
-
 /// Counters for `stats`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexStats {
@@ -159,7 +135,7 @@ enum PendingOp {
 }
 
 struct State {
-    graph: Arc<Graph>,
+    graph: Arc<Hnsw>,
     labels: Vec<Option<LabelEntry>>,
     docs: HashMap<Arc<str>, DocEntry>,
     tombstones: usize,
@@ -169,9 +145,9 @@ struct State {
 }
 
 impl State {
-    fn empty(params: &IndexParams, capacity: usize) -> State {
+    fn empty(params: &IndexParams, dim: usize) -> State {
         State {
-            graph: Arc::new(new_graph(params, capacity)),
+            graph: Arc::new(new_graph(params, dim)),
             labels: Vec::new(),
             docs: HashMap::new(),
             tombstones: 0,
@@ -190,9 +166,10 @@ impl State {
         }
     }
 
-    /// Updates the maps for `doc` and returns the labels its vectors get, or
-    /// `None` when the index already has this or a newer version.
-    fn allocate(&mut self, doc: &IndexDoc, dim: usize) -> Option<Vec<usize>> {
+    /// Updates the maps for `doc` and adds its vectors to the graph (not yet
+    /// linked: see [`link`]); returns their labels, or `None` when the index
+    /// already has this or a newer version.
+    fn allocate(&mut self, doc: &IndexDoc, dim: usize) -> Option<std::ops::Range<u32>> {
         self.applied_seq = self.applied_seq.max(doc.seq);
         if self
             .docs
@@ -204,6 +181,8 @@ impl State {
         self.tombstone_doc(&doc.id);
         let id: Arc<str> = Arc::from(doc.id.as_str());
         let n = doc.vectors.len() / dim;
+        let first = self.graph.add(&doc.vectors);
+        debug_assert_eq!(first as usize, self.labels.len(), "labels are node ids");
         let labels: Vec<usize> = (self.labels.len()..self.labels.len() + n).collect();
         self.labels.extend((0..n).map(|segment| {
             Some(LabelEntry {
@@ -220,7 +199,7 @@ impl State {
                 metadata: doc.metadata.clone(),
             },
         );
-        Some(labels)
+        Some(first..first + n as u32)
     }
 
     fn remove(&mut self, id: &str, seq: Seq) -> bool {
@@ -235,25 +214,22 @@ impl State {
     }
 }
 
-fn new_graph(params: &IndexParams, capacity: usize) -> Graph {
-    Hnsw::new(
-        params.max_connections.clamp(2, 256),
-        capacity.max(1024),
-        MAX_LAYERS,
-        params.ef_construction.max(params.max_connections),
-        CosineDistance,
-    )
+fn new_graph(params: &IndexParams, dim: usize) -> Hnsw {
+    Hnsw::new(HnswConfig {
+        dim,
+        m: params.max_connections,
+        ef_construction: params.ef_construction,
+    })
 }
 
-/// Inserts `(vector, label)` pairs into a graph, in parallel for big batches.
-fn insert_into(graph: &Graph, items: &[(&[f32], usize)]) {
-    if items.len() >= PARALLEL_INSERT_MIN {
-        graph.parallel_insert_slice(&items.to_vec());
+/// Links added nodes into the graph, on all cores for big batches.
+fn link(graph: &Hnsw, labels: std::ops::Range<u32>) {
+    let threads = if labels.len() >= PARALLEL_INSERT_MIN {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
-        for &(v, label) in items {
-            graph.insert_slice((v, label));
-        }
-    }
+        1
+    };
+    graph.link(labels, threads);
 }
 
 /// The index of one collection. Cheap to share (`Arc`); all methods take
@@ -278,7 +254,7 @@ pub struct CollectionIndex {
 
 impl CollectionIndex {
     pub fn new(collection_id: u32, name: &str, dim: usize, params: IndexParams) -> CollectionIndex {
-        let state = State::empty(&params, 0);
+        let state = State::empty(&params, dim);
         CollectionIndex {
             collection_id,
             name: name.to_owned(),
@@ -328,15 +304,10 @@ impl CollectionIndex {
             }
             (st.graph.clone(), planned)
         };
-        let items: Vec<(&[f32], usize)> = planned
-            .iter()
-            .flat_map(|(doc, labels)| {
-                doc.vectors
-                    .chunks_exact(self.dim)
-                    .zip(labels.iter().copied())
-            })
-            .collect();
-        insert_into(&graph, &items);
+        // Labels of one call are consecutive: allocated under one lock.
+        if let (Some(first), Some(last)) = (planned.first(), planned.last()) {
+            link(&graph, first.1.start..last.1.end);
+        }
     }
 
     /// Tombstones a document if the index holds a version older than `seq`.
@@ -435,9 +406,7 @@ impl CollectionIndex {
                 match op {
                     PendingOp::Upsert(doc) => {
                         if let Some(labels) = fresh.allocate(&doc, self.dim) {
-                            let items: Vec<(&[f32], usize)> =
-                                doc.vectors.chunks_exact(self.dim).zip(labels).collect();
-                            insert_into(&fresh.graph, &items);
+                            link(&fresh.graph, labels);
                         }
                     }
                     PendingOp::Remove(id, seq) => {
@@ -460,27 +429,23 @@ impl CollectionIndex {
     }
 
     fn build_state(&self, docs: &[IndexDoc]) -> State {
-        let total: usize = docs.iter().map(|d| d.vectors.len() / self.dim).sum();
-        let mut st = State::empty(&self.params, total);
-        let mut items = Vec::with_capacity(total);
+        let mut st = State::empty(&self.params, self.dim);
         for doc in docs {
-            if let Some(labels) = st.allocate(doc, self.dim) {
-                items.extend(doc.vectors.chunks_exact(self.dim).zip(labels));
-            }
+            st.allocate(doc, self.dim);
         }
-        insert_into(&st.graph, &items);
+        link(&st.graph, 0..st.labels.len() as u32);
         st
     }
 
-    /// Nearest documents to a unit `query`. `exclude` drops one document
-    /// (search by document). See [`IndexSearch`].
+    /// Nearest documents to a unit `query`, best first. `exclude` drops
+    /// one document (search by document).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
-    ) -> IndexSearch {
+    ) -> Vec<IndexHit> {
         self.search_ef(query, k, filter, exclude, self.params.ef_search)
     }
 
@@ -492,13 +457,16 @@ impl CollectionIndex {
         filter: Option<&Filter>,
         exclude: Option<&str>,
         ef_search: usize,
-    ) -> IndexSearch {
+    ) -> Vec<IndexHit> {
         let st = self.state.read();
         if k == 0 || st.docs.is_empty() {
-            return IndexSearch::Hits(Vec::new());
+            return Vec::new();
         }
+        let excluded: &[usize] = exclude
+            .and_then(|id| st.docs.get(id))
+            .map_or(&[], |d| d.labels.as_slice());
         let mut allowed: Option<Vec<bool>> = None;
-        let mut matched: Vec<Arc<str>> = Vec::new();
+        let mut matched: Vec<&DocEntry> = Vec::new();
         if let Some(filter) = filter {
             let mut bits = vec![false; st.labels.len()];
             for (id, entry) in &st.docs {
@@ -511,92 +479,73 @@ impl CollectionIndex {
                     metadata: &entry.metadata,
                 };
                 if filter.matches(&target) {
-                    matched.push(id.clone());
+                    matched.push(entry);
                     entry.labels.iter().for_each(|&l| bits[l] = true);
                 }
-            }
-            if matched.is_empty() {
-                return IndexSearch::Hits(Vec::new());
             }
             let n = matched.len();
             if n < self.params.exact_max_docs
                 || (n as f64) < self.params.exact_max_fraction * st.docs.len() as f64
             {
                 self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                return IndexSearch::Exact(matched);
+                return exact_scan(&st, query, k, matched.iter().copied());
             }
             self.filtered_graph_searches.fetch_add(1, Ordering::Relaxed);
             allowed = Some(bits);
         }
-        let live_docs = if filter.is_some() {
-            matched.len()
-        } else {
-            st.docs.len() - usize::from(exclude.is_some_and(|e| st.docs.contains_key(e)))
-        };
-        let wanted = k.min(live_docs);
-        let live_labels = st.labels.len() - st.tombstones;
-        let accept = |label: &usize| -> bool {
+        // Tombstones, the excluded document and the filter are skipped
+        // during the walk (which goes on until it has enough accepted nodes).
+        let accept = |label: u32| -> bool {
+            let label = label as usize;
             match &allowed {
-                Some(bits) => bits.get(*label).copied().unwrap_or(false),
-                None => st.labels.get(*label).is_some_and(Option::is_some),
+                Some(bits) => bits[label],
+                None => st.labels[label].is_some() && !excluded.contains(&label),
             }
         };
-        // Metadata filters go through hnsw_rs's filter hook. Tombstones alone
-        // are filtered afterwards: they are at most ~20% of the points, and
-        // hnsw_rs's filtered walk never stops early (2-3x slower).
-        let mut fetch = k + usize::from(exclude.is_some());
-        if allowed.is_none() && st.tombstones > 0 {
-            let live_fraction = live_labels.max(1) as f64 / st.labels.len().max(1) as f64;
-            fetch = (fetch as f64 / live_fraction).ceil() as usize + 1;
-        }
+        let wanted = match &allowed {
+            Some(_) => k.min(matched.len()),
+            None => k.min(st.docs.len() - usize::from(!excluded.is_empty())),
+        };
+        // A document with several vectors can take several places: widen
+        // until `k` distinct documents are found or every label was taken.
+        let mut fetch = k;
         loop {
-            let ef = ef_search.max(fetch);
-            let hook: Option<&dyn hnsw_rs::prelude::FilterT> = match allowed {
-                Some(_) => Some(&accept),
-                None => None,
-            };
-            let found = st.graph.search_filter(query, fetch, ef, hook);
+            let found = st
+                .graph
+                .search(query, fetch, ef_search.max(fetch), Some(&accept));
             let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
             let mut seen: HashSet<&str> = HashSet::new();
             for n in &found {
-                if !accept(&n.d_id) {
-                    continue;
-                }
-                let Some(Some(entry)) = st.labels.get(n.d_id) else {
+                let Some(entry) = &st.labels[n.id as usize] else {
                     continue;
                 };
-                if exclude == Some(&*entry.doc) || !seen.insert(&entry.doc) {
+                if !seen.insert(&entry.doc) {
                     continue;
                 }
-                let seq = st.docs.get(&entry.doc).map_or(0, |d| d.seq);
                 hits.push(IndexHit {
                     doc: entry.doc.clone(),
-                    seq,
+                    seq: st.docs.get(&entry.doc).map_or(0, |d| d.seq),
                     segment: entry.segment,
-                    score: 1.0 - n.distance,
+                    score: n.score,
                 });
                 if hits.len() == k {
                     break;
                 }
             }
-            if hits.len() >= wanted || fetch >= st.labels.len() {
-                if hits.len() < wanted && filter.is_some() {
-                    // The graph walk could not reach enough matching points:
-                    // be exact rather than return too few.
+            if hits.len() >= wanted {
+                return hits;
+            }
+            if found.len() < fetch || fetch >= st.labels.len() {
+                if allowed.is_some() {
+                    // The walk could not reach enough matching points: be
+                    // exact rather than return too few.
                     self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                    return IndexSearch::Exact(matched);
+                    return exact_scan(&st, query, k, matched.iter().copied());
                 }
-                hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-                return IndexSearch::Hits(hits);
+                return hits;
             }
             fetch = (fetch * 2).min(st.labels.len());
         }
-    }
-
-    /// Scores `query` against a document's flattened vectors: the best
-    /// segment and its cosine similarity.
-    pub fn best_segment(&self, query: &[f32], vectors: &[f32]) -> Option<(u32, f32)> {
-        best_segment(query, vectors, self.dim)
     }
 
     /// Writes a checkpoint of this index covering changes up to `seq`.
@@ -656,7 +605,7 @@ impl CollectionIndex {
             return Ok(None);
         };
         let path = persist::manifest_path(dir, collection_id);
-        let graph_points = graph.as_ref().map_or(0, |g| g.get_nb_point());
+        let graph_points = graph.as_ref().map_or(0, |g| g.len());
         if graph_points != manifest.labels.len() {
             return Err(PersistError::Corrupt {
                 path,
@@ -716,35 +665,46 @@ impl CollectionIndex {
     }
 }
 
-/// Best segment of flattened unit `vectors` for a unit `query`.
-pub fn best_segment(query: &[f32], vectors: &[f32], dim: usize) -> Option<(u32, f32)> {
-    vectors
-        .chunks_exact(dim)
-        .enumerate()
-        .map(|(i, v)| (i as u32, dot(query, v)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+/// Scores every vector of `docs` exactly: each document with its best
+/// segment, the `k` best documents first.
+fn exact_scan<'a>(
+    st: &'a State,
+    query: &[f32],
+    k: usize,
+    docs: impl Iterator<Item = &'a DocEntry>,
+) -> Vec<IndexHit> {
+    let mut ids = Vec::new();
+    let mut hits: Vec<IndexHit> = docs
+        .filter_map(|d| {
+            ids.clear();
+            ids.extend(d.labels.iter().map(|&l| l as u32));
+            let (best, score) = st.graph.best_of(query, &ids)?;
+            let entry = st.labels[d.labels[best]].as_ref()?;
+            Some(IndexHit {
+                doc: entry.doc.clone(),
+                seq: d.seq,
+                segment: entry.segment,
+                score,
+            })
+        })
+        .collect();
+    let by_score = |a: &IndexHit, b: &IndexHit| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc));
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k, by_score);
+        hits.truncate(k);
+    }
+    hits.sort_by(by_score);
+    hits
 }
 
-/// Live documents with their vectors read back from the graph's points.
+/// Live documents with their vectors copied from the graph's arena.
 fn snapshot_docs(st: &State, dim: usize) -> Vec<IndexDoc> {
-    let mut vectors: HashMap<usize, Vec<f32>> = HashMap::with_capacity(st.labels.len());
-    if st.graph.get_nb_point() > 0 {
-        for point in st.graph.get_point_indexation() {
-            let label = point.get_origin_id();
-            if st.labels.get(label).is_some_and(Option::is_some) {
-                vectors.insert(label, point.get_v().to_vec());
-            }
-        }
-    }
     st.docs
         .iter()
         .map(|(id, d)| {
             let mut flat = Vec::with_capacity(d.labels.len() * dim);
-            for l in &d.labels {
-                match vectors.get(l) {
-                    Some(v) => flat.extend_from_slice(v),
-                    None => tracing::error!(doc = %id, label = l, "label missing from the graph"),
-                }
+            for &l in &d.labels {
+                st.graph.copy_vector(l as u32, &mut flat);
             }
             IndexDoc {
                 id: id.to_string(),

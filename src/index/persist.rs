@@ -1,39 +1,36 @@
 //! Index checkpoints: atomic, checksummed, never trusted blindly.
 //!
-//! A collection's checkpoint is three files in the index directory:
+//! A collection's checkpoint is two files in the index directory:
 //!
 //! - `c<id>.ckpt` — the manifest, the commit point: `MAGIC` (8 bytes),
 //!   payload length (u64 LE), blake3 of the payload (32 bytes), then the
 //!   payload, a postcard [`Manifest`]: database instance id, collection id,
 //!   dimension, the sequence number the checkpoint covers, the label map
 //!   (label → document, segment), per-document seq / modality / metadata, and
-//!   the names, lengths and blake3 hashes of the two graph files.
-//! - `c<id>-<generation>.hnsw.graph` and `.hnsw.data` — hnsw_rs's own dump of
-//!   the graph and the stored vectors, reloaded with `HnswIo`.
+//!   the name, length and blake3 hash of the graph file.
+//! - `c<id>-<generation>.graph` — the graph with its vectors
+//!   ([`Hnsw::write_to`]).
 //!
-//! Writing: dump the graph files under a fresh generation name, fsync them,
-//! hash them, write the manifest to a temp file, fsync, rename over
+//! Writing: write the graph file under a fresh generation name, fsync it,
+//! hash it, write the manifest to a temp file, fsync, rename over
 //! `c<id>.ckpt`, fsync the directory, then delete older generations. A crash
 //! at any point leaves either the old or the new checkpoint complete.
 //!
-//! Loading checks the manifest's length and hash, and each graph file's length
-//! and hash, before handing anything to hnsw_rs (whose loader asserts and
-//! unwraps on malformed input); a panic in there is caught as well. Any
-//! problem is a [`PersistError`] and the caller rebuilds from sled.
+//! Loading checks the manifest's length and hash and the graph file's length
+//! and hash; the graph reader checks every link besides. Any problem is a
+//! [`PersistError`] and the caller rebuilds from sled. Checkpoints of older
+//! versions (another `MAGIC`) are rejected the same way: rebuilt once.
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use hnsw_rs::api::AnnT;
-use hnsw_rs::hnswio::HnswIo;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{CosineDistance, Graph};
+use super::hnsw::Hnsw;
 use crate::types::{Modality, Seq};
 
-const MAGIC: &[u8; 8] = b"TKRIDX\x00\x01";
+const MAGIC: &[u8; 8] = b"TKRIDX\x00\x02";
 const HEADER_LEN: usize = 8 + 8 + 32;
 
 #[derive(Debug, Error)]
@@ -47,7 +44,7 @@ pub enum PersistError {
     Corrupt { path: PathBuf, reason: String },
     #[error("checkpoint {path} does not fit this database: {reason}")]
     Mismatch { path: PathBuf, reason: String },
-    #[error("hnsw graph dump/load failed: {0}")]
+    #[error("hnsw graph write/read failed: {0}")]
     Graph(String),
 }
 
@@ -86,19 +83,14 @@ pub struct GraphFiles {
     pub basename: String,
     pub graph_len: u64,
     pub graph_hash: [u8; 32],
-    pub data_len: u64,
-    pub data_hash: [u8; 32],
 }
 
 pub fn manifest_path(dir: &Path, collection_id: u32) -> PathBuf {
     dir.join(format!("c{collection_id}.ckpt"))
 }
 
-fn graph_paths(dir: &Path, basename: &str) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{basename}.hnsw.graph")),
-        dir.join(format!("{basename}.hnsw.data")),
-    )
+fn graph_path(dir: &Path, basename: &str) -> PathBuf {
+    dir.join(format!("{basename}.graph"))
 }
 
 fn hash_file(path: &Path) -> Result<(u64, [u8; 32]), PersistError> {
@@ -139,32 +131,30 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
 pub fn write_checkpoint(
     dir: &Path,
     manifest: &mut Manifest,
-    graph: Option<&Graph>,
+    graph: Option<&Hnsw>,
 ) -> Result<(), PersistError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let id = manifest.collection_id;
     manifest.graph = match graph {
-        Some(graph) if graph.get_nb_point() > 0 => {
+        Some(graph) if !graph.is_empty() => {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
                 .unwrap_or(0);
-            let wanted = format!("c{id}-{}-{nanos}", manifest.seq);
-            // hnsw_rs panics when it cannot create its files.
-            let dumped = catch_unwind(AssertUnwindSafe(|| graph.file_dump(dir, &wanted)))
-                .map_err(|_| PersistError::Graph("hnsw_rs panicked while dumping".into()))?
-                .map_err(|e| PersistError::Graph(e.to_string()))?;
-            let (graph_path, data_path) = graph_paths(dir, &dumped);
-            sync_file(&graph_path)?;
-            sync_file(&data_path)?;
-            let (graph_len, graph_hash) = hash_file(&graph_path)?;
-            let (data_len, data_hash) = hash_file(&data_path)?;
+            let basename = format!("c{id}-{}-{nanos}", manifest.seq);
+            let path = graph_path(dir, &basename);
+            let file = File::create(&path).map_err(io_err(&path))?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            graph.write_to(&mut out).map_err(io_err(&path))?;
+            out.into_inner()
+                .map_err(|e| io_err(&path)(e.into_error()))?
+                .sync_all()
+                .map_err(io_err(&path))?;
+            let (graph_len, graph_hash) = hash_file(&path)?;
             Some(GraphFiles {
-                basename: dumped,
+                basename,
                 graph_len,
                 graph_hash,
-                data_len,
-                data_hash,
             })
         }
         _ => None,
@@ -206,10 +196,10 @@ pub fn remove_graph_files(dir: &Path, id: u32, keep: Option<&str>) {
     let tmp = format!("c{id}.ckpt.tmp");
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // `.hnsw.data`: the second file of checkpoints written by hnsw_rs.
         let is_graph = name.starts_with(&prefix)
-            && (name.ends_with(".hnsw.graph") || name.ends_with(".hnsw.data"));
-        let kept = keep
-            .is_some_and(|k| name == format!("{k}.hnsw.graph") || name == format!("{k}.hnsw.data"));
+            && (name.ends_with(".graph") || name.ends_with(".hnsw.data"));
+        let kept = keep.is_some_and(|k| name == format!("{k}.graph"));
         if (is_graph && !kept) || name == tmp {
             if let Err(e) = fs::remove_file(entry.path()) {
                 tracing::warn!(file = %name, error = %e, "could not remove an old checkpoint file");
@@ -230,7 +220,7 @@ pub fn load_checkpoint(
     collection_id: u32,
     instance_id: &[u8; 16],
     dim: u32,
-) -> Result<Option<(Manifest, Option<Graph>)>, PersistError> {
+) -> Result<Option<(Manifest, Option<Hnsw>)>, PersistError> {
     let path = manifest_path(dir, collection_id);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
@@ -275,7 +265,7 @@ pub fn load_checkpoint(
     }
     let graph = match &manifest.graph {
         None => None,
-        Some(files) => Some(load_graph(dir, files)?),
+        Some(files) => Some(load_graph(dir, files, dim)?),
     };
     Ok(Some((manifest, graph)))
 }
@@ -305,26 +295,29 @@ fn check_label_map(m: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-fn load_graph(dir: &Path, files: &GraphFiles) -> Result<Graph, PersistError> {
-    let (graph_path, data_path) = graph_paths(dir, &files.basename);
-    for (path, len, hash) in [
-        (&graph_path, files.graph_len, files.graph_hash),
-        (&data_path, files.data_len, files.data_hash),
-    ] {
-        let (actual_len, actual_hash) = hash_file(path)?;
-        if actual_len != len || actual_hash != hash {
-            return Err(PersistError::Corrupt {
-                path: path.clone(),
-                reason: format!("length {actual_len} (expected {len}) or checksum differs"),
-            });
-        }
+fn load_graph(dir: &Path, files: &GraphFiles, dim: u32) -> Result<Hnsw, PersistError> {
+    let path = graph_path(dir, &files.basename);
+    let (actual_len, actual_hash) = hash_file(&path)?;
+    if actual_len != files.graph_len || actual_hash != files.graph_hash {
+        return Err(PersistError::Corrupt {
+            path,
+            reason: format!(
+                "length {actual_len} (expected {}) or checksum differs",
+                files.graph_len
+            ),
+        });
     }
-    // `load_hnsw_with_dist` ties the graph's lifetime to the `HnswIo`; ours
-    // must be 'static, so the (small, path-only: no mmap) loader is leaked,
-    // once per load.
-    let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, &files.basename)));
-    let loaded = catch_unwind(AssertUnwindSafe(|| io.load_hnsw_with_dist(CosineDistance)))
-        .map_err(|_| PersistError::Graph("hnsw_rs panicked while loading".into()))?
-        .map_err(|e| PersistError::Graph(e.to_string()))?;
-    Ok(loaded)
+    let file = File::open(&path).map_err(io_err(&path))?;
+    let graph = Hnsw::read_from(&mut BufReader::with_capacity(1 << 20, file))
+        .map_err(|reason| PersistError::Corrupt {
+            path: path.clone(),
+            reason,
+        })?;
+    if graph.config().dim != dim as usize {
+        return Err(PersistError::Corrupt {
+            path,
+            reason: format!("graph of dimension {}", graph.config().dim),
+        });
+    }
+    Ok(graph)
 }
