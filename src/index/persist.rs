@@ -197,8 +197,8 @@ pub fn remove_graph_files(dir: &Path, id: u32, keep: Option<&str>) {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         // `.hnsw.data`: the second file of checkpoints written by hnsw_rs.
-        let is_graph = name.starts_with(&prefix)
-            && (name.ends_with(".graph") || name.ends_with(".hnsw.data"));
+        let is_graph =
+            name.starts_with(&prefix) && (name.ends_with(".graph") || name.ends_with(".hnsw.data"));
         let kept = keep.is_some_and(|k| name == format!("{k}.graph"));
         if (is_graph && !kept) || name == tmp {
             if let Err(e) = fs::remove_file(entry.path()) {
@@ -308,10 +308,12 @@ fn load_graph(dir: &Path, files: &GraphFiles, dim: u32) -> Result<Hnsw, PersistE
         });
     }
     let file = File::open(&path).map_err(io_err(&path))?;
-    let graph = Hnsw::read_from(&mut BufReader::with_capacity(1 << 20, file))
-        .map_err(|reason| PersistError::Corrupt {
-            path: path.clone(),
-            reason,
+    let graph =
+        Hnsw::read_from(&mut BufReader::with_capacity(1 << 20, file)).map_err(|reason| {
+            PersistError::Corrupt {
+                path: path.clone(),
+                reason,
+            }
         })?;
     if graph.config().dim != dim as usize {
         return Err(PersistError::Corrupt {

@@ -1,5 +1,5 @@
 //! Filtered search equals brute force with the same filter, on both paths
-//! (graph walk with hnsw_rs's filter hook, and exact scan).
+//! (graph walk that skips non-matching nodes, and exact scan).
 use tkr_embed::db::DbError;
 use tkr_embed::index::{Filter, FilterTarget};
 

@@ -36,11 +36,11 @@ fn manifest(dir: &Path) -> PathBuf {
     dir.join("index").join("c1.ckpt")
 }
 
-fn graph_data_file(dir: &Path) -> PathBuf {
+fn graph_file(dir: &Path) -> PathBuf {
     checkpoint_files(dir)
         .into_iter()
-        .find(|p| p.to_string_lossy().ends_with(".hnsw.data"))
-        .expect("graph data file")
+        .find(|p| p.to_string_lossy().ends_with(".graph"))
+        .expect("graph file")
 }
 
 /// Every document is found by its own vector and the index matches the store.
@@ -158,11 +158,20 @@ fn bad_checkpoints_lead_to_a_rebuild() {
             }),
         ),
         (
-            "truncated graph data",
+            "truncated graph",
             Box::new(|d| {
-                let p = graph_data_file(d);
+                let p = graph_file(d);
                 let b = fs::read(&p).unwrap();
                 fs::write(&p, &b[..b.len() - 100]).unwrap();
+            }),
+        ),
+        (
+            "flipped byte in the graph",
+            Box::new(|d| {
+                let p = graph_file(d);
+                let mut b = fs::read(&p).unwrap();
+                b[60] ^= 0x10;
+                fs::write(&p, b).unwrap();
             }),
         ),
         (
