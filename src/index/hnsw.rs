@@ -873,10 +873,10 @@ mod tests {
     #[test]
     fn filter_keeps_only_accepted_labels() {
         let (g, data) = build(2000, 16, 1);
-        let even = |l: u32| l % 2 == 0;
+        let even = |l: u32| l.is_multiple_of(2);
         let found = g.search(&data[3], 10, 64, Some(&even));
         assert_eq!(found.len(), 10);
-        assert!(found.iter().all(|n| n.id % 2 == 0));
+        assert!(found.iter().all(|n| n.id.is_multiple_of(2)));
         assert!(recall(&g, &data, Some(&even)) > 0.9);
     }
 
