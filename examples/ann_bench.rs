@@ -6,7 +6,11 @@
 //! cargo run --release --example ann_bench -- --synthetic 100000 --dim 128 --ef 16,32,64,128
 //! ```
 //! Options: `--k 10`, `--m 16`, `--ef-construction 100`, `--queries 1000`
-//! (synthetic query count, or a cap on the query file), `--clusters 100`.
+//! (synthetic query count, or a cap on the query file), `--clusters 100`,
+//! `--filter-buckets B`: every document gets `{"bucket": i % B}` and the
+//! queries run again with the filter `bucket = 0` (selectivity 1/B), scored
+//! against a filtered brute force; `--no-checkpoint` skips the checkpoint
+//! round trip.
 //!
 //! The index compares L2-normalised vectors by cosine similarity. With
 //! `--gt`, the ground truth must be for that metric (angular data sets such
@@ -20,7 +24,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tkr_embed::index::{CollectionIndex, IndexDoc, IndexParams};
+use tkr_embed::index::{CollectionIndex, Filter, IndexDoc, IndexParams};
 use tkr_embed::types::{dot, l2_normalize, Modality};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -37,6 +41,8 @@ struct Args {
     k: usize,
     m: usize,
     ef_construction: usize,
+    filter_buckets: usize,
+    checkpoint: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -52,6 +58,8 @@ fn parse_args() -> Res<Args> {
         k: 10,
         m: 16,
         ef_construction: 100,
+        filter_buckets: 0,
+        checkpoint: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +75,8 @@ fn parse_args() -> Res<Args> {
             "--k" => a.k = value()?.parse()?,
             "--m" => a.m = value()?.parse()?,
             "--ef-construction" => a.ef_construction = value()?.parse()?,
+            "--filter-buckets" => a.filter_buckets = value()?.parse()?,
+            "--no-checkpoint" => a.checkpoint = false,
             "--ef" => {
                 a.efs = value()?
                     .split(',')
@@ -235,7 +245,19 @@ fn main() -> Res<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let metadata = Arc::new(serde_json::Map::new());
+    let bucket_of = |i: usize| i % args.filter_buckets.max(1);
+    let buckets: Vec<Arc<serde_json::Map<String, serde_json::Value>>> =
+        (0..args.filter_buckets.max(1))
+            .map(|b| match args.filter_buckets {
+                0 => Arc::new(serde_json::Map::new()),
+                _ => Arc::new(
+                    serde_json::json!({ "bucket": b })
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                ),
+            })
+            .collect();
     let docs: Vec<IndexDoc> = base
         .iter()
         .enumerate()
@@ -243,7 +265,7 @@ fn main() -> Res<()> {
             id: i.to_string(),
             seq: i as u64 + 1,
             modality: Modality::Text,
-            metadata: metadata.clone(),
+            metadata: buckets[bucket_of(i)].clone(),
             vectors: v.clone(),
         })
         .collect();
@@ -260,6 +282,13 @@ fn main() -> Res<()> {
         base.len() as f64 / build.as_secs_f64()
     );
     drop(docs);
+    let memory = index.memory_bytes();
+    println!(
+        "memory: {:.1} MiB in the graph ({:.0} bytes per vector: {} of vector data, the rest links and bookkeeping)",
+        memory as f64 / (1 << 20) as f64,
+        memory as f64 / base.len() as f64,
+        4 * dim
+    );
 
     println!(
         "{:>6} {:>10} {:>12} {:>10}",
@@ -288,6 +317,13 @@ fn main() -> Res<()> {
         );
     }
 
+    if args.filter_buckets > 0 {
+        filtered_queries(&args, &index, &base, &queries, bucket_of)?;
+    }
+    if !args.checkpoint {
+        return Ok(());
+    }
+
     // Checkpoint write and reload, as on close and open.
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
@@ -314,6 +350,50 @@ fn main() -> Res<()> {
     println!(
         "checkpoint: write {write:.2?}, {:.1} MiB; reload {reload:.2?} (vs {build:.2?} to rebuild); same results after reload: {same}",
         size as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+/// Queries with the filter `bucket = 0` against a brute force over the
+/// matching documents; prints recall, queries/s and the path taken.
+fn filtered_queries(
+    args: &Args,
+    index: &CollectionIndex,
+    base: &[Vec<f32>],
+    queries: &[Vec<f32>],
+    bucket_of: impl Fn(usize) -> usize,
+) -> Res<()> {
+    let filter = Filter::from_json(&serde_json::json!({"field": "bucket", "eq": 0}))?;
+    let matching: Vec<usize> = (0..base.len()).filter(|&i| bucket_of(i) == 0).collect();
+    let subset: Vec<Vec<f32>> = matching.iter().map(|&i| base[i].clone()).collect();
+    let truth: Vec<Vec<usize>> = exact_gt(&subset, queries, args.k)
+        .into_iter()
+        .map(|row| row.into_iter().map(|j| matching[j]).collect())
+        .collect();
+    let before = index.stats();
+    let t = Instant::now();
+    let (mut hit, mut total) = (0usize, 0usize);
+    for (q, truth) in queries.iter().zip(&truth) {
+        let found: Vec<usize> = index
+            .search(q, args.k, Some(&filter), None)
+            .iter()
+            .map(|h| h.doc.parse().unwrap_or(usize::MAX))
+            .collect();
+        hit += truth.iter().filter(|i| found.contains(i)).count();
+        total += truth.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let after = index.stats();
+    println!(
+        "filtered (bucket = 0: {} of {} documents, {:.2} %): recall@k {:.4}, {:.0} queries/s, {:.3} ms/query; {} exact scans, {} graph walks",
+        matching.len(),
+        base.len(),
+        100.0 * matching.len() as f64 / base.len() as f64,
+        hit as f64 / total.max(1) as f64,
+        queries.len() as f64 / secs,
+        secs * 1000.0 / queries.len() as f64,
+        after.exact_searches - before.exact_searches,
+        after.filtered_graph_searches - before.filtered_graph_searches
     );
     Ok(())
 }

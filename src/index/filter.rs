@@ -151,7 +151,8 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn lookup<'a>(metadata: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+/// The value a filter's `field` names (see the module docs).
+pub(crate) fn lookup<'a>(metadata: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
     if let Some(v) = metadata.get(field) {
         return Some(v);
     }

@@ -256,14 +256,34 @@ impl Hnsw {
         out.extend_from_slice(self.nodes.read().vector(self.config.dim, id));
     }
 
-    /// The best of `ids` for unit `query` by exact inner product: its
-    /// position in `ids` and the score. `None` for no ids.
-    pub fn best_of(&self, query: &[f32], ids: &[u32]) -> Option<(usize, f32)> {
+    /// Exact scores of groups of consecutive nodes `(first, count)`: calls
+    /// `f(group index, offset of the best node in the group, its score)`.
+    /// Vectors are requested from memory a few groups ahead.
+    pub fn score_groups(
+        &self,
+        query: &[f32],
+        groups: &[(u32, u32)],
+        mut f: impl FnMut(usize, u32, f32),
+    ) {
+        const AHEAD: usize = 8;
+        let dim = self.config.dim;
         let nodes = self.nodes.read();
-        ids.iter()
-            .map(|&id| dot(query, nodes.vector(self.config.dim, id)))
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
+        for &(first, _) in groups.iter().take(AHEAD) {
+            prefetch(nodes.vector(dim, first));
+        }
+        for (i, &(first, count)) in groups.iter().enumerate() {
+            if let Some(&(ahead, _)) = groups.get(i + AHEAD) {
+                prefetch(nodes.vector(dim, ahead));
+            }
+            let mut best = (0, f32::NEG_INFINITY);
+            for offset in 0..count {
+                let score = dot(query, nodes.vector(dim, first + offset));
+                if score > best.1 {
+                    best = (offset, score);
+                }
+            }
+            f(i, best.0, best.1);
+        }
     }
 
     /// A random level with P(level >= l) = m^-l (splitmix64 stream: a graph

@@ -18,14 +18,18 @@
 pub mod filter;
 pub mod hnsw;
 pub mod persist;
+pub mod postings;
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hnsw::{Hnsw, HnswConfig};
 use parking_lot::RwLock;
+use postings::Postings;
+use roaring::RoaringBitmap;
 use serde_json::{Map, Value};
 
 pub use filter::{Condition, Filter, FilterError, FilterTarget};
@@ -114,10 +118,15 @@ pub struct IndexStats {
     pub replayed_on_open: usize,
 }
 
+/// What a live label stands for. A document's labels are consecutive, its
+/// first (`label - segment`) is its key in the metadata postings.
 #[derive(Debug, Clone)]
 struct LabelEntry {
     doc: Arc<str>,
     segment: u32,
+    /// Vectors of the document (its labels from the first on).
+    count: u32,
+    seq: Seq,
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +149,8 @@ struct State {
     docs: HashMap<Arc<str>, DocEntry>,
     tombstones: usize,
     applied_seq: Seq,
+    /// Metadata values and modalities → documents (by first label).
+    postings: Postings,
     /// `Some` while a rebuild runs: changes to replay onto the new graph.
     pending: Option<Vec<PendingOp>>,
 }
@@ -152,12 +163,17 @@ impl State {
             docs: HashMap::new(),
             tombstones: 0,
             applied_seq: 0,
+            postings: Postings::default(),
             pending: None,
         }
     }
 
     fn tombstone_doc(&mut self, id: &str) {
         if let Some(old) = self.docs.remove(id) {
+            if let Some(&first) = old.labels.first() {
+                self.postings
+                    .remove(first as u32, old.modality, &old.metadata);
+            }
             for l in old.labels {
                 if self.labels[l].take().is_some() {
                     self.tombstones += 1;
@@ -188,8 +204,11 @@ impl State {
             Some(LabelEntry {
                 doc: id.clone(),
                 segment: segment as u32,
+                count: n as u32,
+                seq: doc.seq,
             })
         }));
+        self.postings.insert(first, doc.modality, &doc.metadata);
         self.docs.insert(
             id,
             DocEntry {
@@ -340,6 +359,11 @@ impl CollectionIndex {
         self.state.read().docs.keys().cloned().collect()
     }
 
+    /// Bytes the graph holds (vectors, links, bookkeeping).
+    pub fn memory_bytes(&self) -> usize {
+        self.state.read().graph.memory_bytes()
+    }
+
     pub fn stats(&self) -> IndexStats {
         let st = self.state.read();
         IndexStats {
@@ -465,45 +489,38 @@ impl CollectionIndex {
         let excluded: &[usize] = exclude
             .and_then(|id| st.docs.get(id))
             .map_or(&[], |d| d.labels.as_slice());
-        let mut allowed: Option<Vec<bool>> = None;
-        let mut matched: Vec<&DocEntry> = Vec::new();
+        let mut matched: Option<RoaringBitmap> = None;
         if let Some(filter) = filter {
-            let mut bits = vec![false; st.labels.len()];
-            for (id, entry) in &st.docs {
-                if exclude == Some(&**id) {
-                    continue;
-                }
-                let target = FilterTarget {
-                    collection: &self.name,
-                    modality: entry.modality,
-                    metadata: &entry.metadata,
-                };
-                if filter.matches(&target) {
-                    matched.push(entry);
-                    entry.labels.iter().for_each(|&l| bits[l] = true);
-                }
+            let mut keys = st
+                .postings
+                .matching(filter, &self.name)
+                .unwrap_or_else(|| self.scan_filter(&st, filter));
+            if let Some(&first) = excluded.first() {
+                keys.remove(first as u32);
             }
-            let n = matched.len();
+            let n = keys.len() as usize;
             if n < self.params.exact_max_docs
                 || (n as f64) < self.params.exact_max_fraction * st.docs.len() as f64
             {
                 self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                return exact_scan(&st, query, k, matched.iter().copied());
+                return exact_scan(&st, query, k, &keys);
             }
             self.filtered_graph_searches.fetch_add(1, Ordering::Relaxed);
-            allowed = Some(bits);
+            matched = Some(keys);
         }
         // Tombstones, the excluded document and the filter are skipped
         // during the walk (which goes on until it has enough accepted nodes).
         let accept = |label: u32| -> bool {
-            let label = label as usize;
-            match &allowed {
-                Some(bits) => bits[label],
-                None => st.labels[label].is_some() && !excluded.contains(&label),
+            let Some(entry) = &st.labels[label as usize] else {
+                return false;
+            };
+            match &matched {
+                Some(keys) => keys.contains(label - entry.segment),
+                None => !excluded.contains(&(label as usize)),
             }
         };
-        let wanted = match &allowed {
-            Some(_) => k.min(matched.len()),
+        let wanted = match &matched {
+            Some(keys) => k.min(keys.len() as usize),
             None => k.min(st.docs.len() - usize::from(!excluded.is_empty())),
         };
         // A document with several vectors can take several places: widen
@@ -519,12 +536,12 @@ impl CollectionIndex {
                 let Some(entry) = &st.labels[n.id as usize] else {
                     continue;
                 };
-                if !seen.insert(&entry.doc) {
+                if entry.count > 1 && !seen.insert(&entry.doc) {
                     continue;
                 }
                 hits.push(IndexHit {
                     doc: entry.doc.clone(),
-                    seq: st.docs.get(&entry.doc).map_or(0, |d| d.seq),
+                    seq: entry.seq,
                     segment: entry.segment,
                     score: n.score,
                 });
@@ -536,16 +553,32 @@ impl CollectionIndex {
                 return hits;
             }
             if found.len() < fetch || fetch >= st.labels.len() {
-                if allowed.is_some() {
+                if let Some(keys) = &matched {
                     // The walk could not reach enough matching points: be
                     // exact rather than return too few.
                     self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                    return exact_scan(&st, query, k, matched.iter().copied());
+                    return exact_scan(&st, query, k, keys);
                 }
                 return hits;
             }
             fetch = (fetch * 2).min(st.labels.len());
         }
+    }
+
+    /// The documents (by first label) `filter` matches, evaluated on each:
+    /// for the filters postings cannot answer.
+    fn scan_filter(&self, st: &State, filter: &Filter) -> RoaringBitmap {
+        st.docs
+            .values()
+            .filter(|entry| {
+                filter.matches(&FilterTarget {
+                    collection: &self.name,
+                    modality: entry.modality,
+                    metadata: &entry.metadata,
+                })
+            })
+            .filter_map(|entry| entry.labels.first().map(|&l| l as u32))
+            .collect()
     }
 
     /// Writes a checkpoint of this index covering changes up to `seq`.
@@ -617,7 +650,16 @@ impl CollectionIndex {
         }
         let mut docs = HashMap::with_capacity(manifest.docs.len());
         let mut ids = Vec::with_capacity(manifest.docs.len());
+        let mut postings = Postings::default();
         for d in manifest.docs {
+            // Labels of a document are consecutive (the postings and exact
+            // scans rely on it).
+            if d.labels.windows(2).any(|w| w[1] != w[0] + 1) {
+                return Err(PersistError::Corrupt {
+                    path,
+                    reason: format!("labels of {:?} are not consecutive", d.id),
+                });
+            }
             let metadata = match serde_json::from_str::<Value>(&d.metadata_json) {
                 Ok(Value::Object(m)) => m,
                 _ => {
@@ -628,7 +670,10 @@ impl CollectionIndex {
                 }
             };
             let id: Arc<str> = Arc::from(d.id);
-            ids.push(id.clone());
+            ids.push((id.clone(), d.labels.len() as u32, d.seq));
+            if let Some(&first) = d.labels.first() {
+                postings.insert(first as u32, d.modality, &metadata);
+            }
             docs.insert(
                 id,
                 DocEntry {
@@ -643,9 +688,14 @@ impl CollectionIndex {
             .labels
             .iter()
             .map(|e| {
-                e.map(|(doc, segment)| LabelEntry {
-                    doc: ids[doc as usize].clone(),
-                    segment,
+                e.map(|(doc, segment)| {
+                    let (id, count, seq) = &ids[doc as usize];
+                    LabelEntry {
+                        doc: id.clone(),
+                        segment,
+                        count: *count,
+                        seq: *seq,
+                    }
                 })
             })
             .collect();
@@ -660,41 +710,63 @@ impl CollectionIndex {
             st.docs = docs;
             st.tombstones = tombstones;
             st.applied_seq = manifest.seq;
+            st.postings = postings;
         }
         Ok(Some((index, manifest.seq)))
     }
 }
 
-/// Scores every vector of `docs` exactly: each document with its best
-/// segment, the `k` best documents first.
-fn exact_scan<'a>(
-    st: &'a State,
-    query: &[f32],
-    k: usize,
-    docs: impl Iterator<Item = &'a DocEntry>,
-) -> Vec<IndexHit> {
-    let mut ids = Vec::new();
-    let mut hits: Vec<IndexHit> = docs
-        .filter_map(|d| {
-            ids.clear();
-            ids.extend(d.labels.iter().map(|&l| l as u32));
-            let (best, score) = st.graph.best_of(query, &ids)?;
-            let entry = st.labels[d.labels[best]].as_ref()?;
+/// Scores every vector of the documents `keys` (first labels) exactly:
+/// each document with its best segment, the `k` best documents first.
+fn exact_scan(st: &State, query: &[f32], k: usize, keys: &RoaringBitmap) -> Vec<IndexHit> {
+    let groups: Vec<(u32, u32)> = keys
+        .iter()
+        .filter_map(|first| {
+            let entry = st.labels.get(first as usize)?.as_ref()?;
+            Some((first, entry.count))
+        })
+        .collect();
+    // The k best so far, worst on top: (score, first label, segment).
+    let mut best: BinaryHeap<Reverse<(OrderedScore, u32, u32)>> = BinaryHeap::with_capacity(k + 1);
+    st.graph.score_groups(query, &groups, |i, segment, score| {
+        let candidate = Reverse((OrderedScore(score), groups[i].0, segment));
+        if best.len() < k {
+            best.push(candidate);
+        } else if best.peek().is_some_and(|worst| candidate < *worst) {
+            best.pop();
+            best.push(candidate);
+        }
+    });
+    let mut hits: Vec<IndexHit> = best
+        .into_iter()
+        .filter_map(|Reverse((score, first, segment))| {
+            let entry = st.labels[first as usize].as_ref()?;
             Some(IndexHit {
                 doc: entry.doc.clone(),
-                seq: d.seq,
-                segment: entry.segment,
-                score,
+                seq: entry.seq,
+                segment,
+                score: score.0,
             })
         })
         .collect();
-    let by_score = |a: &IndexHit, b: &IndexHit| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc));
-    if hits.len() > k {
-        hits.select_nth_unstable_by(k, by_score);
-        hits.truncate(k);
-    }
-    hits.sort_by(by_score);
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
     hits
+}
+
+/// A score ordered by `total_cmp`, for heaps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrderedScore(f32);
+
+impl Eq for OrderedScore {}
+impl PartialOrd for OrderedScore {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrderedScore {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 /// Live documents with their vectors copied from the graph's arena.
