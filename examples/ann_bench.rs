@@ -5,7 +5,7 @@
 //! cargo run --release --example ann_bench -- --base B.fvecs --query Q.fvecs --gt G.ivecs --ef 16,32,64,128
 //! cargo run --release --example ann_bench -- --synthetic 100000 --dim 128 --ef 16,32,64,128
 //! ```
-//! Options: `--k 10`, `--m 16`, `--ef-construction 100`, `--queries 1000`
+//! Options: `--k 10`, `--m 16`, `--ef-construction 200`, `--queries 1000`
 //! (synthetic query count, or a cap on the query file), `--clusters 100`,
 //! `--filter-buckets B`: every document gets `{"bucket": i % B}` and the
 //! queries run again with the filter `bucket = 0` (selectivity 1/B), scored
@@ -57,7 +57,7 @@ fn parse_args() -> Res<Args> {
         efs: vec![16, 32, 64, 128],
         k: 10,
         m: 16,
-        ef_construction: 100,
+        ef_construction: IndexParams::default().ef_construction,
         filter_buckets: 0,
         checkpoint: true,
     };

@@ -125,21 +125,19 @@ fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     // SAFETY: a prefetch never faults and changes no program state; the
-    // addresses lie inside `v` anyway. The hardware prefetcher streams the
-    // rest of the vector once its first lines are requested.
+    // address is `v`'s first element anyway. The hardware prefetcher streams
+    // the rest of the vector once its first line is requested.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let p = v.as_ptr().cast::<i8>();
-        for line in 0..PREFETCH_LINES.min(v.len().div_ceil(16)) {
-            _mm_prefetch::<_MM_HINT_T0>(p.add(64 * line));
-        }
+        _mm_prefetch::<_MM_HINT_T0>(p);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
 }
 
-/// Cache lines of each vector [`prefetch`] requests.
-const PREFETCH_LINES: usize = 4;
+/// How many neighbours ahead of the distance loop vectors are prefetched.
+const PREFETCH_AHEAD: usize = 4;
 
 /// Copies a list's ids into `out` (cleared first).
 fn read_list(slots: &[AtomicU32], out: &mut Vec<u32>) {
@@ -240,15 +238,16 @@ impl Hnsw {
         self.len() == 0
     }
 
-    /// Bytes the graph holds: vectors, links and bookkeeping.
+    /// Bytes the graph's nodes occupy: vectors, links and bookkeeping
+    /// (what is in use; growth reserves more address space, untouched).
     pub fn memory_bytes(&self) -> usize {
         let n = self.nodes.read();
-        n.vectors.capacity() * 4
-            + n.levels.capacity()
-            + n.links0.capacity() * 4
-            + n.upper_start.capacity() * 4
-            + n.upper.capacity() * 4
-            + n.locks.capacity() * std::mem::size_of::<Mutex<()>>()
+        n.vectors.len() * 4
+            + n.levels.len()
+            + n.links0.len() * 4
+            + n.upper_start.len() * 4
+            + n.upper.len() * 4
+            + n.locks.len() * std::mem::size_of::<Mutex<()>>()
     }
 
     /// Appends the vector of node `id` to `out`.
@@ -581,14 +580,19 @@ impl Hnsw {
                 break;
             }
             read_list(nodes.slots(m, current.id, layer), &mut list);
-            // Unvisited neighbours first, with their vectors requested from
-            // memory all at once: the loads then overlap instead of each
-            // distance waiting for its own cache misses.
+            // Unvisited neighbours only, their vectors requested from memory
+            // a few ahead of use so the cache misses overlap (all at once
+            // stalls on the CPU's outstanding-miss buffers; 1 line 4 ahead
+            // measured best on 100k × 256).
             list.retain(|&n| scratch.visit(n));
-            for &n in &list {
+            let ahead = PREFETCH_AHEAD;
+            for &n in list.iter().take(ahead) {
                 prefetch(nodes.vector(dim, n));
             }
-            for &n in &list {
+            for (j, &n) in list.iter().enumerate() {
+                if let Some(&next) = list.get(j + ahead) {
+                    prefetch(nodes.vector(dim, next));
+                }
                 let dist = 1.0 - dot(query, nodes.vector(dim, n));
                 if dist < bound {
                     scratch

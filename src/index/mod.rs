@@ -65,7 +65,10 @@ impl Default for IndexParams {
     fn default() -> Self {
         IndexParams {
             max_connections: 16,
-            ef_construction: 100,
+            // 200 rather than 100: measured on 100k × 256 (README), the
+            // better graph reaches recall@10 0.95 at ef 16 instead of ~20,
+            // for less than twice the build time.
+            ef_construction: 200,
             ef_search: 100,
             rebuild_tombstone_ratio: 0.2,
             rebuild_min_tombstones: 16,
@@ -525,11 +528,16 @@ impl CollectionIndex {
         };
         // A document with several vectors can take several places: widen
         // until `k` distinct documents are found or every label was taken.
+        // Without tombstones, exclusion or filter every node is acceptable:
+        // no per-node check (it costs a cache miss per candidate).
+        let hook: Option<&dyn Fn(u32) -> bool> =
+            match matched.is_none() && excluded.is_empty() && st.tombstones == 0 {
+                true => None,
+                false => Some(&accept),
+            };
         let mut fetch = k;
         loop {
-            let found = st
-                .graph
-                .search(query, fetch, ef_search.max(fetch), Some(&accept));
+            let found = st.graph.search(query, fetch, ef_search.max(fetch), hook);
             let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
             let mut seen: HashSet<&str> = HashSet::new();
             for n in &found {
