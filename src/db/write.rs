@@ -2,33 +2,67 @@
 //! index update in commit order → acknowledge.
 //!
 //! Ordering: transactions commit under the sequencer's commit lock and get a
-//! ticket; after their (shared) flush, writers apply their change to the
-//! index strictly in ticket order. So the index sees changes in the order
-//! the store committed them (a delete racing an insert of the same id ends
-//! the same way in both), while the expensive part, the fsync, is shared.
+//! ticket; after their (shared) flush, the changes are applied to the index
+//! strictly in ticket order. So the index sees changes in the order the
+//! store committed them (a delete racing an insert of the same id ends the
+//! same way in both), while the expensive parts are shared: the fsync by
+//! group commit, the index update by combining the changes that are ready
+//! into one batch (see [`ApplySequencer`]).
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::Value;
 
 use super::{hex, Content, Db, DbError, NewDocument, Result};
-use crate::index::IndexDoc;
+use crate::index::{CollectionIndex, IndexDoc};
 use crate::store::codec::encode_vectors;
 use crate::store::{ContentWrite, DocWrite, StoreError};
-use crate::types::{l2_normalize, validate_doc_id};
+use crate::types::{l2_normalize, validate_doc_id, Seq};
 
 /// Most extra vectors one document may have.
 pub const MAX_SEGMENTS: usize = 100_000;
 /// Attempts at a generated id that does not collide with an existing one.
 const ID_ATTEMPTS: usize = 4;
 
-/// Hands out tickets in commit order and lets ticket holders apply their
-/// change to the index one after the other, in that order.
+/// Hands out tickets in commit order and applies the committed changes to
+/// the indexes in that order. A writer hands its change in with its ticket
+/// and waits until it is applied; whoever finds the next change in line
+/// handed in (and nobody applying) applies it together with every change
+/// handed in right after it, consecutive inserts into one collection as one
+/// `upsert`. So concurrent single-document writers are combined into
+/// batches (which the index may insert in parallel) and are woken once per
+/// batch rather than once per document.
 #[derive(Default)]
 pub(super) struct ApplySequencer {
     next_ticket: Mutex<u64>,
-    next_to_apply: Mutex<u64>,
+    state: Mutex<ApplyState>,
     turn: Condvar,
+}
+
+#[derive(Default)]
+struct ApplyState {
+    /// First ticket whose change is not applied yet.
+    next_to_apply: u64,
+    /// A writer is applying a run of changes (without holding the lock).
+    applying: bool,
+    /// Changes handed in and not applied yet, and outcomes not yet collected.
+    slots: BTreeMap<u64, Slot>,
+}
+
+enum Slot {
+    /// Handed in (`None`: nothing to apply); `true` if its writer waits.
+    Ready(Option<IndexChange>, bool),
+    /// Being applied.
+    Taken,
+    /// Applied; `false` if applying its run panicked.
+    Done(bool),
+}
+
+/// A committed change for an index.
+pub(super) enum IndexChange {
+    Upsert(Arc<CollectionIndex>, Vec<IndexDoc>),
+    Remove(Arc<CollectionIndex>, String, Seq),
 }
 
 impl ApplySequencer {
@@ -43,44 +77,122 @@ impl ApplySequencer {
             Ticket {
                 sequencer: self,
                 number,
-                had_turn: false,
+                handed_in: false,
             },
         ))
     }
+
+    /// Hands in ticket `number`'s change; with `wait`, returns once it is
+    /// applied (applying runs of changes meanwhile, its own or others').
+    fn hand_in(&self, number: u64, change: Option<IndexChange>, wait: bool) -> Result<()> {
+        let mut st = self.state.lock();
+        st.slots.insert(number, Slot::Ready(change, wait));
+        if !wait {
+            // Somebody waiting (or the next writer) applies it.
+            self.turn.notify_all();
+            return Ok(());
+        }
+        loop {
+            if let Some(Slot::Done(ok)) = st.slots.get(&number) {
+                let ok = *ok;
+                st.slots.remove(&number);
+                return if ok {
+                    Ok(())
+                } else {
+                    Err(DbError::Internal(
+                        "updating the index panicked; reopen the database to rebuild it".into(),
+                    ))
+                };
+            }
+            let first = st.next_to_apply;
+            if st.applying || !matches!(st.slots.get(&first), Some(Slot::Ready(..))) {
+                self.turn.wait(&mut st);
+                continue;
+            }
+            let mut run = Vec::new();
+            let mut end = first;
+            while let Some(slot) = st.slots.get_mut(&end) {
+                let Slot::Ready(change, waiting) = std::mem::replace(slot, Slot::Taken) else {
+                    unreachable!("tickets past next_to_apply are never taken or done");
+                };
+                if !waiting {
+                    st.slots.remove(&end);
+                }
+                run.push(change);
+                end += 1;
+            }
+            st.applying = true;
+            let outcome = MutexGuard::unlocked(&mut st, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply_run(run)))
+            });
+            st.applying = false;
+            st.next_to_apply = end;
+            for t in first..end {
+                if let Some(slot @ Slot::Taken) = st.slots.get_mut(&t) {
+                    *slot = Slot::Done(outcome.is_ok());
+                }
+            }
+            self.turn.notify_all();
+            if let Err(panic) = outcome {
+                st.slots.remove(&number);
+                drop(st);
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
 }
 
-/// A committed change's place in the apply order. Dropping it (also on
-/// panic or early return) passes the turn on, so nobody waits forever.
+/// Applies changes in order, consecutive inserts into the same index as one
+/// `upsert` (which allocates labels in order, so a later version of a
+/// document still replaces an earlier one).
+fn apply_run(run: Vec<Option<IndexChange>>) {
+    let mut batch: Option<(Arc<CollectionIndex>, Vec<IndexDoc>)> = None;
+    for change in run.into_iter().flatten() {
+        match change {
+            IndexChange::Upsert(index, docs) => match &mut batch {
+                Some((current, pending)) if Arc::ptr_eq(current, &index) => pending.extend(docs),
+                _ => {
+                    if let Some((current, pending)) = batch.replace((index, docs)) {
+                        current.upsert(&pending);
+                    }
+                }
+            },
+            IndexChange::Remove(index, id, seq) => {
+                if let Some((current, pending)) = batch.take() {
+                    current.upsert(&pending);
+                }
+                index.remove(&id, seq);
+            }
+        }
+    }
+    if let Some((current, pending)) = batch {
+        current.upsert(&pending);
+    }
+}
+
+/// A committed change's place in the apply order. Dropping it unused (on
+/// an error or a panic) hands in nothing, so nobody waits for it forever.
 pub(super) struct Ticket<'a> {
     sequencer: &'a ApplySequencer,
     number: u64,
-    had_turn: bool,
+    handed_in: bool,
 }
 
 impl Ticket<'_> {
-    fn wait_turn(&self) {
-        let mut next = self.sequencer.next_to_apply.lock();
-        while *next != self.number {
-            self.sequencer.turn.wait(&mut next);
-        }
-    }
-
-    /// Waits for the earlier tickets, then runs `apply`.
-    pub(super) fn apply<R>(mut self, apply: impl FnOnce() -> R) -> R {
-        self.wait_turn();
-        self.had_turn = true;
-        apply()
+    /// Applies `change` after every earlier ticket's; returns once it is
+    /// applied (so searches see it).
+    pub(super) fn apply(mut self, change: IndexChange) -> Result<()> {
+        self.handed_in = true;
+        self.sequencer.hand_in(self.number, Some(change), true)
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        if !self.had_turn {
-            self.wait_turn();
+        if !self.handed_in {
+            // Never fails without waiting.
+            let _ = self.sequencer.hand_in(self.number, None, false);
         }
-        let mut next = self.sequencer.next_to_apply.lock();
-        *next = self.number + 1;
-        self.sequencer.turn.notify_all();
     }
 }
 
@@ -148,18 +260,19 @@ impl Db {
         debug_assert_eq!(collection_id, index.collection_id());
         let index_docs: Vec<IndexDoc> = outcomes
             .iter()
-            .zip(&prepared)
+            .zip(prepared)
             .map(|(outcome, p)| IndexDoc {
                 id: outcome.record.id.clone(),
                 seq: outcome.record.seq,
                 modality: outcome.record.modality,
-                metadata: p.metadata.clone(),
-                vectors: p.vectors.clone(),
+                metadata: p.metadata,
+                vectors: p.vectors,
             })
             .collect();
-        ticket.apply(|| index.upsert(&index_docs));
+        let applied = ticket.apply(IndexChange::Upsert(index.clone(), index_docs));
         self.maybe_rebuild(&index);
         flushed?;
+        applied?;
         Ok(outcomes.into_iter().map(|o| o.record.id).collect())
     }
 
@@ -186,9 +299,10 @@ impl Db {
             return Ok(false);
         };
         let flushed = self.store.flush();
-        ticket.apply(|| index.remove(id, seq));
+        let applied = ticket.apply(IndexChange::Remove(index.clone(), id.to_owned(), seq));
         self.maybe_rebuild(&index);
         flushed?;
+        applied?;
         Ok(true)
     }
 

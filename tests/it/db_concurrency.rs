@@ -116,3 +116,58 @@ fn concurrent_writes_searches_and_rebuilds() {
     let db = open(dir.path(), DIM);
     check(&db);
 }
+
+/// Many writers inserting, replacing and deleting the SAME few ids, one
+/// document per call (so the index applies their changes combined into
+/// runs): afterwards the index holds exactly the store's latest version of
+/// each id, whichever writer won each race.
+#[test]
+fn racing_writers_on_shared_ids_end_like_the_store() {
+    const WRITERS: u64 = 24;
+    const SHARED: u64 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(open(dir.path(), DIM));
+    db.create_collection("c").unwrap();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut rng = StdRng::seed_from_u64(1000 + w);
+                for n in 0..150u64 {
+                    let id = rng.random_range(0..SHARED);
+                    if rng.random_range(0..5) == 0 {
+                        db.delete("c", &format!("s{id}")).unwrap();
+                    } else {
+                        // The seed of the vector, unique per write, is kept
+                        // in the metadata to find the stored version again.
+                        let seed = w * 1_000_000 + n * 1000 + id;
+                        let doc = NewDocument::new(Modality::Text, random_unit(DIM, seed))
+                            .with_id(format!("s{id}"))
+                            .with_metadata(serde_json::json!({ "seed": seed }));
+                        db.insert("c", doc).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    db.wait_background();
+    let mut live = 0;
+    for id in 0..SHARED {
+        let Some(doc) = db.get("c", &format!("s{id}")).unwrap() else {
+            continue;
+        };
+        live += 1;
+        let seed = doc.metadata["seed"].as_u64().unwrap();
+        let hits = db.search("c", &random_unit(DIM, seed), 1, None).unwrap();
+        assert_eq!(hits[0].id, doc.id);
+        assert!(
+            hits[0].score > 0.999,
+            "{}: an older version is indexed",
+            doc.id
+        );
+    }
+    let stats = db.stats().unwrap();
+    assert_eq!(stats.collections[0].documents, live);
+    assert_eq!(stats.collections[0].index.documents, live as usize);
+}
