@@ -336,11 +336,33 @@ pub struct Store {
     log_file: File,
 }
 
+/// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled's
+/// background threads release the lock a little after the last handle of
+/// the same database was dropped (a reopen in the same process, a quick
+/// restart). After that, the lock error stands (another process has it).
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Longest [`open_sled`] waits for sled's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Store {
     /// Opens (or creates) the database in `dir`, refusing one made for a
     /// different model id or dimension.
     pub fn open(dir: &Path, model_id: &str, dim: u32, dtype: &str) -> Result<Store, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = open_sled(dir)?;
         let tree = |name: &str| db.open_tree(name);
         let store_trees = (
             tree("meta")?,
@@ -406,7 +428,7 @@ impl Store {
         if !dir.join("conf").is_file() {
             return Ok(None);
         }
-        let db = sled::Config::new().path(dir).open()?;
+        let db = open_sled(dir)?;
         let meta = db.open_tree("meta")?.get(KEY_STORE_META)?;
         Ok(meta.map(|bytes| decode(&bytes)).transpose()?)
     }
