@@ -10,7 +10,11 @@
 //! `--filter-buckets B`: every document gets `{"bucket": i % B}` and the
 //! queries run again with the filter `bucket = 0` (selectivity 1/B), scored
 //! against a filtered brute force; `--no-checkpoint` skips the checkpoint
-//! round trip.
+//! round trip; `--vectors int8` builds a compressed index (int8 codes in the
+//! graph) whose candidates, `--rescore F` per result (default 2), are
+//! rescored with float32 vectors read from a sled tree on disk, as the
+//! database reads them from its store (one `get` and a decode per
+//! candidate).
 //!
 //! The index compares L2-normalised vectors by cosine similarity. With
 //! `--gt`, the ground truth must be for that metric (angular data sets such
@@ -25,7 +29,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tkr_embed::index::{CollectionIndex, Filter, IndexDoc, IndexParams};
-use tkr_embed::types::{dot, l2_normalize, Modality};
+use tkr_embed::types::{dot, l2_normalize, Modality, VectorEncoding};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -43,6 +47,41 @@ struct Args {
     ef_construction: usize,
     filter_buckets: usize,
     checkpoint: bool,
+    vectors: VectorEncoding,
+    rescore: usize,
+}
+
+/// Where the exact vectors of a compressed index come from: a sled tree
+/// keyed by document id holding little-endian float32 values, like the
+/// store's `vectors` tree. `None` for float32 indexes.
+struct ExactVectors(Option<(tempfile::TempDir, sled::Tree)>);
+
+impl ExactVectors {
+    fn new(encoding: VectorEncoding, base: &[Vec<f32>]) -> Res<ExactVectors> {
+        if !encoding.is_compressed() {
+            return Ok(ExactVectors(None));
+        }
+        let dir = tempfile::tempdir()?;
+        let tree = sled::open(dir.path())?.open_tree("vectors")?;
+        for (i, v) in base.iter().enumerate() {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            tree.insert(i.to_string().as_bytes(), bytes)?;
+        }
+        tree.flush()?;
+        Ok(ExactVectors(Some((dir, tree))))
+    }
+
+    fn get(&self, doc: &str) -> Result<Option<Vec<f32>>, sled::Error> {
+        let Some((_, tree)) = &self.0 else {
+            return Ok(None);
+        };
+        Ok(tree.get(doc.as_bytes())?.map(|bytes| {
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        }))
+    }
 }
 
 fn parse_args() -> Res<Args> {
@@ -60,6 +99,8 @@ fn parse_args() -> Res<Args> {
         ef_construction: IndexParams::default().ef_construction,
         filter_buckets: 0,
         checkpoint: true,
+        vectors: VectorEncoding::F32,
+        rescore: IndexParams::default().rescore_factor,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +118,8 @@ fn parse_args() -> Res<Args> {
             "--ef-construction" => a.ef_construction = value()?.parse()?,
             "--filter-buckets" => a.filter_buckets = value()?.parse()?,
             "--no-checkpoint" => a.checkpoint = false,
+            "--vectors" => a.vectors = value()?.parse()?,
+            "--rescore" => a.rescore = value()?.parse()?,
             "--ef" => {
                 a.efs = value()?
                     .split(',')
@@ -169,9 +212,16 @@ fn exact_gt(base: &[Vec<f32>], queries: &[Vec<f32>], k: usize) -> Vec<Vec<usize>
         .collect()
 }
 
-fn top_ids(index: &CollectionIndex, q: &[f32], k: usize, ef: usize) -> Vec<usize> {
+fn top_ids(
+    index: &CollectionIndex,
+    exact: &ExactVectors,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+) -> Vec<usize> {
     index
-        .search_ef(q, k, None, None, ef)
+        .search_ef(q, k, None, None, ef, |doc| exact.get(doc))
+        .expect("reading exact vectors")
         .iter()
         .map(|h| h.doc.parse().unwrap_or(usize::MAX))
         .collect()
@@ -235,15 +285,26 @@ fn main() -> Res<()> {
     let params = IndexParams {
         max_connections: args.m,
         ef_construction: args.ef_construction,
+        encoding: args.vectors,
+        rescore_factor: args.rescore,
         ..IndexParams::default()
     };
     println!(
-        "M = {}, ef_construction = {}, k = {}, threads = {}",
+        "M = {}, ef_construction = {}, k = {}, threads = {}, vectors {}{}",
         args.m,
         args.ef_construction,
         args.k,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        args.vectors,
+        match args.vectors.is_compressed() {
+            true => format!(
+                " ({} candidates per result rescored from sled)",
+                args.rescore
+            ),
+            false => String::new(),
+        }
     );
+    let exact = ExactVectors::new(args.vectors, &base)?;
 
     let bucket_of = |i: usize| i % args.filter_buckets.max(1);
     let buckets: Vec<Arc<serde_json::Map<String, serde_json::Value>>> =
@@ -283,11 +344,14 @@ fn main() -> Res<()> {
     );
     drop(docs);
     let memory = index.memory_bytes();
+    let vector_bytes = match args.vectors {
+        VectorEncoding::F32 => 4 * dim,
+        VectorEncoding::Int8 => dim + 4,
+    };
     println!(
-        "memory: {:.1} MiB in the graph ({:.0} bytes per vector: {} of vector data, the rest links and bookkeeping)",
+        "memory: {:.1} MiB in the graph ({:.0} bytes per vector: {vector_bytes} of vector data, the rest links and bookkeeping)",
         memory as f64 / (1 << 20) as f64,
         memory as f64 / base.len() as f64,
-        4 * dim
     );
 
     println!(
@@ -300,7 +364,7 @@ fn main() -> Res<()> {
         let mut hit = 0usize;
         let mut total = 0usize;
         for (q, truth) in queries.iter().zip(&gt) {
-            let found = top_ids(&index, q, args.k, ef);
+            let found = top_ids(&index, &exact, q, args.k, ef);
             let truth = &truth[..args.k.min(truth.len())];
             hit += truth.iter().filter(|i| found.contains(i)).count();
             total += truth.len();
@@ -318,7 +382,7 @@ fn main() -> Res<()> {
     }
 
     if args.filter_buckets > 0 {
-        filtered_queries(&args, &index, &base, &queries, bucket_of)?;
+        filtered_queries(&args, &index, &exact, &base, &queries, bucket_of)?;
     }
     if !args.checkpoint {
         return Ok(());
@@ -345,7 +409,7 @@ fn main() -> Res<()> {
         queries
             .iter()
             .zip(&results_at_64)
-            .all(|(q, before)| top_ids(&reloaded, q, args.k, 64) == *before)
+            .all(|(q, before)| top_ids(&reloaded, &exact, q, args.k, 64) == *before)
     };
     println!(
         "checkpoint: write {write:.2?}, {:.1} MiB; reload {reload:.2?} (vs {build:.2?} to rebuild); same results after reload: {same}",
@@ -359,6 +423,7 @@ fn main() -> Res<()> {
 fn filtered_queries(
     args: &Args,
     index: &CollectionIndex,
+    exact: &ExactVectors,
     base: &[Vec<f32>],
     queries: &[Vec<f32>],
     bucket_of: impl Fn(usize) -> usize,
@@ -375,7 +440,7 @@ fn filtered_queries(
     let (mut hit, mut total) = (0usize, 0usize);
     for (q, truth) in queries.iter().zip(&truth) {
         let found: Vec<usize> = index
-            .search(q, args.k, Some(&filter), None)
+            .search(q, args.k, Some(&filter), None, |doc| exact.get(doc))?
             .iter()
             .map(|h| h.doc.parse().unwrap_or(usize::MAX))
             .collect();

@@ -67,6 +67,54 @@ impl FromStr for Modality {
     }
 }
 
+/// How a collection's index holds its vectors in memory. The store always
+/// keeps the exact float32 vectors; a compressed index finds candidates with
+/// its codes and rescores them exactly from the store.
+///
+/// Variant order is part of the on-disk format: append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorEncoding {
+    /// float32, 4 bytes per dimension.
+    #[default]
+    F32,
+    /// int8 scalar quantization (one scale per vector), 1 byte per dimension.
+    Int8,
+}
+
+impl VectorEncoding {
+    pub const ALL: [VectorEncoding; 2] = [VectorEncoding::F32, VectorEncoding::Int8];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorEncoding::F32 => "f32",
+            VectorEncoding::Int8 => "int8",
+        }
+    }
+
+    /// Whether search results need exact rescoring.
+    pub fn is_compressed(self) -> bool {
+        self != VectorEncoding::F32
+    }
+}
+
+impl fmt::Display for VectorEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for VectorEncoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VectorEncoding::ALL
+            .into_iter()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| format!("unknown vector encoding {s:?} (expected f32 or int8)"))
+    }
+}
+
 /// Which part of a document an extra vector describes.
 ///
 /// Variant order is part of the on-disk format: append only.

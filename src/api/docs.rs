@@ -25,10 +25,7 @@ use crate::types::Modality;
 
 pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let collections = state.with_db(|db| db.list_collections()).await?;
-    let list: Vec<Value> = collections
-        .iter()
-        .map(|c| json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms}))
-        .collect();
+    let list: Vec<Value> = collections.iter().map(collection_json).collect();
     Ok(Json(json!({"collections": list})))
 }
 
@@ -36,21 +33,31 @@ pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<V
 #[serde(deny_unknown_fields)]
 pub struct CreateCollection {
     name: String,
+    /// `f32` (default) or `int8`.
+    #[serde(default)]
+    vectors: Option<String>,
+}
+
+fn collection_json(c: &crate::db::CollectionInfo) -> Value {
+    json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms,
+        "vectors": c.vectors.as_str()})
 }
 
 pub async fn create_collection(
     State(state): State<AppState>,
     super::input::JsonBody(body): super::input::JsonBody<CreateCollection>,
 ) -> ApiResult<impl IntoResponse> {
+    let vectors = match body.vectors.as_deref() {
+        None => crate::types::VectorEncoding::default(),
+        Some(v) => v
+            .parse()
+            .map_err(|e: String| crate::db::DbError::BadInput(format!("field `vectors`: {e}")))?,
+    };
+    let options = crate::db::CollectionOptions { vectors };
     let info = state
-        .with_db(move |db| db.create_collection(&body.name))
+        .with_db(move |db| db.create_collection_with(&body.name, options))
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(
-            json!({"name": info.name, "documents": info.documents, "created_ms": info.created_ms}),
-        ),
-    ))
+    Ok((StatusCode::CREATED, Json(collection_json(&info))))
 }
 
 pub async fn get_collection(
@@ -63,9 +70,7 @@ pub async fn get_collection(
         .into_iter()
         .find(|c| c.name == name)
         .ok_or(crate::db::DbError::UnknownCollection(collection))?;
-    Ok(Json(
-        json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms}),
-    ))
+    Ok(Json(collection_json(&c)))
 }
 
 pub async fn drop_collection(

@@ -87,7 +87,9 @@ pub fn document() -> Value {
         "/collections": {
             "get": op("List collections", None, ok("collections")),
             "post": op("Create a collection", Some(json_body(json!({"type": "object",
-                "required": ["name"], "properties": {"name": {"type": "string"}}}))),
+                "required": ["name"], "properties": {"name": {"type": "string"},
+                    "vectors": {"enum": ["f32", "int8"], "default": "f32",
+                        "description": "int8: a quarter of the index memory; candidates rescored exactly from the stored float32 vectors"}}}))),
                 json!({"201": {"description": "created"}, "409": {"$ref": "#/components/responses/Error"}}))},
         "/collections/{collection}": {
             "get": op("Collection info", None, ok("collection")),

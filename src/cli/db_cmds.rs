@@ -8,10 +8,10 @@ use serde_json::{json, Value};
 
 use crate::{
     config::ConfigSources,
-    db::{content_modality, ContentDocument, Db, DbOptions, Hit, NewDocument},
+    db::{content_modality, CollectionOptions, ContentDocument, Db, DbOptions, Hit, NewDocument},
     engine::{EmbedRequest, Engine, ImageData},
     index::Filter,
-    types::Modality,
+    types::{Modality, VectorEncoding},
 };
 
 #[derive(Debug, Args)]
@@ -86,7 +86,14 @@ pub enum CollectionsCommand {
         json: bool,
     },
     /// Create a collection.
-    Create { name: String },
+    Create {
+        name: String,
+        /// How the index holds vectors: `f32`, or `int8` (a quarter of the
+        /// index memory; search rescores candidates exactly from the stored
+        /// float32 vectors).
+        #[arg(long, default_value = "f32", value_name = "ENCODING")]
+        vectors: VectorEncoding,
+    },
     /// Drop a collection and all its documents.
     Drop { name: String },
 }
@@ -330,20 +337,23 @@ pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> a
             if json {
                 let v: Vec<Value> = list
                     .iter()
-                    .map(|c| json!({"name": c.name, "documents": c.documents}))
+                    .map(|c| json!({"name": c.name, "documents": c.documents, "vectors": c.vectors.as_str()}))
                     .collect();
                 println!("{}", Value::from(v));
             } else if list.is_empty() {
                 println!("(no collections)");
             } else {
                 for c in list {
-                    println!("{:<30} {:>10} documents", c.name, c.documents);
+                    println!(
+                        "{:<30} {:>10} documents  {} vectors",
+                        c.name, c.documents, c.vectors
+                    );
                 }
             }
         }
-        CollectionsCommand::Create { name } => {
-            open_existing(loaded)?.create_collection(&name)?;
-            println!("created {name}");
+        CollectionsCommand::Create { name, vectors } => {
+            open_existing(loaded)?.create_collection_with(&name, CollectionOptions { vectors })?;
+            println!("created {name} ({vectors} vectors)");
         }
         CollectionsCommand::Drop { name } => {
             if !open_existing(loaded)?.drop_collection(&name)? {
@@ -363,7 +373,8 @@ pub fn stats(args: JsonFlag, loaded: &ConfigSources) -> anyhow::Result<()> {
         .iter()
         .map(|c| {
             json!({"name": c.name, "documents": c.documents,
-                   "index": {"documents": c.index.documents, "points": c.index.points, "tombstones": c.index.tombstones}})
+                   "index": {"documents": c.index.documents, "points": c.index.points, "tombstones": c.index.tombstones,
+                             "vectors": c.index.vectors.as_str(), "memory_bytes": c.index.memory_bytes}})
         })
         .collect();
     let v = json!({

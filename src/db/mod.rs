@@ -51,8 +51,8 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 
 use crate::index::{CollectionIndex, FilterError, IndexParams, IndexStats, PersistError};
-use crate::store::{ContentRef, DocRecord, Store, StoreError};
-use crate::types::{validate_collection_name, Modality, SegmentMatch, Seq, Span};
+use crate::store::{CollectionRecord, ContentRef, DocRecord, Store, StoreError};
+use crate::types::{validate_collection_name, Modality, SegmentMatch, Seq, Span, VectorEncoding};
 use write::ApplySequencer;
 
 /// One error type for the library API.
@@ -289,6 +289,16 @@ pub struct CollectionInfo {
     pub name: String,
     pub documents: u64,
     pub created_ms: u64,
+    /// How the collection's index holds vectors.
+    pub vectors: VectorEncoding,
+}
+
+/// Choices made when a collection is created (fixed for its lifetime).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CollectionOptions {
+    /// `int8`: a quarter of the index memory, candidates rescored exactly
+    /// from the stored float32 vectors.
+    pub vectors: VectorEncoding,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -397,13 +407,22 @@ impl Db {
         self.options.dim
     }
 
-    /// Creates an empty collection (durable on return).
+    /// Creates an empty collection with default options (durable on return).
     pub fn create_collection(&self, name: &str) -> Result<CollectionInfo> {
+        self.create_collection_with(name, CollectionOptions::default())
+    }
+
+    /// Creates an empty collection (durable on return).
+    pub fn create_collection_with(
+        &self,
+        name: &str,
+        options: CollectionOptions,
+    ) -> Result<CollectionInfo> {
         validate_collection_name(name).map_err(DbError::BadInput)?;
         let _gate = self.gate.read();
-        let record = self.store.create_collection(name)?;
+        let record = self.store.create_collection(name, options.vectors)?;
         self.store.flush()?;
-        let index = CollectionIndex::new(record.id, name, self.dim(), self.options.index.clone());
+        let index = CollectionIndex::new(record.id, name, self.dim(), self.index_params(&record));
         self.indexes
             .write()
             .insert(name.to_owned(), Arc::new(index));
@@ -411,7 +430,16 @@ impl Db {
             name: record.name,
             documents: 0,
             created_ms: record.created_ms,
+            vectors: record.vectors,
         })
+    }
+
+    /// The database's index tuning with the collection's own choices.
+    fn index_params(&self, record: &CollectionRecord) -> IndexParams {
+        IndexParams {
+            encoding: record.vectors,
+            ..self.options.index.clone()
+        }
     }
 
     /// Collections with their document counts, by name.
@@ -424,6 +452,7 @@ impl Db {
                 name: c.name,
                 documents: c.doc_count,
                 created_ms: c.created_ms,
+                vectors: c.vectors,
             })
             .collect())
     }

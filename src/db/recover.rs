@@ -71,7 +71,7 @@ impl Db {
             record.id,
             &record.name,
             self.dim(),
-            self.options.index.clone(),
+            self.index_params(record),
         );
         match loaded {
             Ok(Some((index, seq))) if seq <= last_seq && seq >= trimmed => {
@@ -153,7 +153,7 @@ impl Db {
             record.id,
             &record.name,
             self.dim(),
-            self.options.index.clone(),
+            self.index_params(record),
         );
         let mut batch = Vec::with_capacity(REBUILD_CHUNK.min(record.doc_count as usize));
         for item in self.store.scan_collection(record.id) {

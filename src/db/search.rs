@@ -1,5 +1,6 @@
 //! The read path: normalise the query → index (HNSW, or the exact scan a
-//! selective filter asks for) → fetch records → hits.
+//! selective filter asks for; compressed collections rescore candidates
+//! with the stored float32 vectors) → fetch records → hits.
 
 use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
 use crate::index::{CollectionIndex, Filter};
@@ -100,7 +101,10 @@ impl Db {
         if k > MAX_K {
             return Err(DbError::BadInput(format!("k = {k} is above {MAX_K}")));
         }
-        let hits = index.search(query, k, filter, exclude);
+        let collection_id = index.collection_id();
+        let hits = index.search(query, k, filter, exclude, |doc| {
+            self.store.get_vectors(collection_id, doc)
+        })?;
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
             // A document deleted since the index answered is skipped.

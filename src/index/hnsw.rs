@@ -6,7 +6,8 @@
 //! than hnswlib at equal recall (see README, Benchmarks).
 //!
 //! Layout, chosen for the search loop:
-//! - vectors in one contiguous arena (`dim` floats per node);
+//! - vectors in one contiguous arena (`dim` values per node, float32 or
+//!   int8 codes: [`codes`](super::codes));
 //! - links of layer 0 in one flat array, `1 + 2M` slots per node (count,
 //!   then neighbour ids); upper-layer links of the few nodes that have them
 //!   in a second flat array;
@@ -27,14 +28,17 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::types::dot;
+use super::codes::{Arena, Probe};
+use crate::types::VectorEncoding;
 
 /// Highest layer a node can get (the chance of reaching it is M^-16).
 const MAX_LEVEL: usize = 16;
 /// Marks "no upper layers" in `upper_start`.
 const NO_UPPER: u32 = u32::MAX;
 /// Format tag of [`Hnsw::write_to`].
-const MAGIC: &[u8; 8] = b"TKRHNSW1";
+const MAGIC: &[u8; 8] = b"TKRHNSW2";
+/// The format before vector encodings (always float32), still read.
+const MAGIC_F32: &[u8; 8] = b"TKRHNSW1";
 
 /// Graph shape: `m` links per node on upper layers, `2m` on layer 0.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,9 +46,11 @@ pub struct HnswConfig {
     pub dim: usize,
     pub m: usize,
     pub ef_construction: usize,
+    pub encoding: VectorEncoding,
 }
 
-/// A search result: a node and its inner product with the query.
+/// A search result: a node and its inner product with the query
+/// (approximate when the graph's vectors are compressed).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbour {
     pub id: u32,
@@ -82,9 +88,8 @@ impl Ord for Scored {
 struct Nearest(std::cmp::Reverse<Scored>);
 
 /// Everything that grows with the graph.
-#[derive(Default)]
 struct Nodes {
-    vectors: Vec<f32>,
+    vectors: Arena,
     levels: Vec<u8>,
     /// Layer 0: per node `1 + m0` slots (count, then ids).
     links0: Vec<AtomicU32>,
@@ -101,11 +106,6 @@ impl Nodes {
         self.levels.len()
     }
 
-    fn vector(&self, dim: usize, id: u32) -> &[f32] {
-        let start = id as usize * dim;
-        &self.vectors[start..start + dim]
-    }
-
     /// The slots (count first) of `id`'s list on `layer`.
     fn slots(&self, m: usize, id: u32, layer: usize) -> &[AtomicU32] {
         if layer == 0 {
@@ -116,24 +116,6 @@ impl Nodes {
             &self.upper[start..start + m + 1]
         }
     }
-}
-
-/// Asks the CPU to start loading the start of `v` into its caches (a hint:
-/// no effect on results; nothing on targets without a stable prefetch).
-#[inline(always)]
-fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    // SAFETY: a prefetch never faults and changes no program state; the
-    // address is `v`'s first element anyway. The hardware prefetcher streams
-    // the rest of the vector once its first line is requested.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let p = v.as_ptr().cast::<i8>();
-        _mm_prefetch::<_MM_HINT_T0>(p);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
 }
 
 /// How many neighbours ahead of the distance loop vectors are prefetched.
@@ -219,7 +201,14 @@ impl Hnsw {
         Hnsw {
             level_scale: 1.0 / (config.m as f64).ln(),
             config,
-            nodes: RwLock::new(Nodes::default()),
+            nodes: RwLock::new(Nodes {
+                vectors: Arena::new(config.encoding),
+                levels: Vec::new(),
+                links0: Vec::new(),
+                upper_start: Vec::new(),
+                upper: Vec::new(),
+                locks: Vec::new(),
+            }),
             entry: Mutex::new(None),
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             scratch: Mutex::new(Vec::new()),
@@ -242,7 +231,7 @@ impl Hnsw {
     /// (what is in use; growth reserves more address space, untouched).
     pub fn memory_bytes(&self) -> usize {
         let n = self.nodes.read();
-        n.vectors.len() * 4
+        n.vectors.bytes()
             + n.levels.len()
             + n.links0.len() * 4
             + n.upper_start.len() * 4
@@ -250,14 +239,19 @@ impl Hnsw {
             + n.locks.len() * std::mem::size_of::<Mutex<()>>()
     }
 
-    /// Appends the vector of node `id` to `out`.
-    pub fn copy_vector(&self, id: u32, out: &mut Vec<f32>) {
-        out.extend_from_slice(self.nodes.read().vector(self.config.dim, id));
+    /// Bytes the vectors alone occupy (part of [`Hnsw::memory_bytes`]).
+    pub fn vector_bytes(&self) -> usize {
+        self.nodes.read().vectors.bytes()
     }
 
-    /// Exact scores of groups of consecutive nodes `(first, count)`: calls
-    /// `f(group index, offset of the best node in the group, its score)`.
-    /// Vectors are requested from memory a few groups ahead.
+    /// Appends the vector of node `id` to `out` (decoded when compressed).
+    pub fn copy_vector(&self, id: u32, out: &mut Vec<f32>) {
+        self.nodes.read().vectors.copy_f32(self.config.dim, id, out);
+    }
+
+    /// Scores of groups of consecutive nodes `(first, count)` (exact for
+    /// float32): calls `f(group index, offset of the best node in the group,
+    /// its score)`. Vectors are requested from memory a few groups ahead.
     pub fn score_groups(
         &self,
         query: &[f32],
@@ -267,16 +261,19 @@ impl Hnsw {
         const AHEAD: usize = 8;
         let dim = self.config.dim;
         let nodes = self.nodes.read();
+        let arena = &nodes.vectors;
+        let prepared = arena.prepare(query);
+        let query = prepared.probe();
         for &(first, _) in groups.iter().take(AHEAD) {
-            prefetch(nodes.vector(dim, first));
+            arena.prefetch(dim, first);
         }
         for (i, &(first, count)) in groups.iter().enumerate() {
             if let Some(&(ahead, _)) = groups.get(i + AHEAD) {
-                prefetch(nodes.vector(dim, ahead));
+                arena.prefetch(dim, ahead);
             }
             let mut best = (0, f32::NEG_INFINITY);
             for offset in 0..count {
-                let score = dot(query, nodes.vector(dim, first + offset));
+                let score = arena.score(dim, &query, first + offset);
                 if score > best.1 {
                     best = (offset, score);
                 }
@@ -308,7 +305,7 @@ impl Hnsw {
         let levels: Vec<usize> = (0..count).map(|_| self.random_level()).collect();
         let mut nodes = self.nodes.write();
         let first = nodes.len() as u32;
-        nodes.vectors.extend_from_slice(vectors);
+        nodes.vectors.push(dim, vectors);
         for &level in &levels {
             nodes.levels.push(level as u8);
             nodes
@@ -387,12 +384,12 @@ impl Hnsw {
                 Some(e) => e,
             }
         };
-        let query = nodes.vector(dim, id);
+        let query = nodes.vectors.probe(dim, id);
         let mut scratch = self.take_scratch();
         let (mut ep, top) = entry;
-        let mut ep_dist = 1.0 - dot(query, nodes.vector(dim, ep));
+        let mut ep_dist = nodes.vectors.dist(dim, &query, ep);
         for layer in (level + 1..=top).rev() {
-            (ep, ep_dist) = self.greedy(&nodes, query, ep, ep_dist, layer, &mut scratch.list);
+            (ep, ep_dist) = self.greedy(&nodes, &query, ep, ep_dist, layer, &mut scratch.list);
         }
         let mut entry_points = vec![Scored {
             dist: ep_dist,
@@ -406,7 +403,7 @@ impl Hnsw {
         for layer in (0..=level.min(top)).rev() {
             self.search_layer(
                 &nodes,
-                query,
+                &query,
                 &entry_points,
                 self.config.ef_construction,
                 layer,
@@ -460,11 +457,11 @@ impl Hnsw {
             slots[0].store(list.len() as u32, Ordering::Release);
             return;
         }
-        let base = nodes.vector(dim, from);
+        let base = nodes.vectors.probe(dim, from);
         let mut pool: Vec<Scored> = list
             .iter()
             .map(|&id| Scored {
-                dist: 1.0 - dot(base, nodes.vector(dim, id)),
+                dist: nodes.vectors.dist(dim, &base, id),
                 id,
             })
             .collect();
@@ -503,10 +500,10 @@ impl Hnsw {
             if out.len() >= cap {
                 break;
             }
-            let v = nodes.vector(dim, candidate.id);
+            let v = nodes.vectors.probe(dim, candidate.id);
             let diverse = out
                 .iter()
-                .all(|kept| 1.0 - dot(v, nodes.vector(dim, kept.id)) >= candidate.dist);
+                .all(|kept| nodes.vectors.dist(dim, &v, kept.id) >= candidate.dist);
             if diverse {
                 out.push(candidate);
             }
@@ -517,7 +514,7 @@ impl Hnsw {
     fn greedy(
         &self,
         nodes: &Nodes,
-        query: &[f32],
+        query: &Probe<'_>,
         mut best: u32,
         mut best_dist: f32,
         layer: usize,
@@ -528,7 +525,7 @@ impl Hnsw {
             let mut improved = false;
             read_list(nodes.slots(m, best, layer), list);
             for &n in list.iter() {
-                let d = 1.0 - dot(query, nodes.vector(dim, n));
+                let d = nodes.vectors.dist(dim, query, n);
                 if d < best_dist {
                     (best, best_dist) = (n, d);
                     improved = true;
@@ -548,7 +545,7 @@ impl Hnsw {
     fn search_layer(
         &self,
         nodes: &Nodes,
-        query: &[f32],
+        query: &Probe<'_>,
         entry_points: &[Scored],
         ef: usize,
         layer: usize,
@@ -587,13 +584,13 @@ impl Hnsw {
             list.retain(|&n| scratch.visit(n));
             let ahead = PREFETCH_AHEAD;
             for &n in list.iter().take(ahead) {
-                prefetch(nodes.vector(dim, n));
+                nodes.vectors.prefetch(dim, n);
             }
             for (j, &n) in list.iter().enumerate() {
                 if let Some(&next) = list.get(j + ahead) {
-                    prefetch(nodes.vector(dim, next));
+                    nodes.vectors.prefetch(dim, next);
                 }
-                let dist = 1.0 - dot(query, nodes.vector(dim, n));
+                let dist = nodes.vectors.dist(dim, query, n);
                 if dist < bound {
                     scratch
                         .candidates
@@ -631,17 +628,19 @@ impl Hnsw {
         let dim = self.config.dim;
         assert_eq!(query.len(), dim, "query of the wrong dimension");
         let nodes = self.nodes.read();
+        let prepared = nodes.vectors.prepare(query);
+        let query = prepared.probe();
         let mut scratch = self.take_scratch();
         let mut ep = entry;
-        let mut ep_dist = 1.0 - dot(query, nodes.vector(dim, ep));
+        let mut ep_dist = nodes.vectors.dist(dim, &query, ep);
         for layer in (1..=top).rev() {
-            (ep, ep_dist) = self.greedy(&nodes, query, ep, ep_dist, layer, &mut scratch.list);
+            (ep, ep_dist) = self.greedy(&nodes, &query, ep, ep_dist, layer, &mut scratch.list);
         }
         let start = [Scored {
             dist: ep_dist,
             id: ep,
         }];
-        self.search_layer(&nodes, query, &start, ef.max(k), 0, accept, &mut scratch);
+        self.search_layer(&nodes, &query, &start, ef.max(k), 0, accept, &mut scratch);
         let mut found: Vec<Scored> = scratch.results.drain().collect();
         self.give_scratch(scratch);
         found.sort_unstable();
@@ -661,13 +660,21 @@ impl Hnsw {
         let entry = *self.entry.lock();
         let c = self.config;
         out.write_all(MAGIC)?;
-        for v in [c.dim, c.m, c.ef_construction, nodes.len()] {
+        let encoding = encoding_tag(c.encoding);
+        for v in [c.dim, c.m, c.ef_construction, nodes.len(), encoding] {
             out.write_all(&(v as u64).to_le_bytes())?;
         }
         let (entry_id, entry_level) = entry.map_or((u32::MAX, 0), |(id, l)| (id, l as u32));
         put_u32s(out, [entry_id, entry_level].into_iter())?;
         out.write_all(&nodes.levels)?;
-        put_u32s(out, nodes.vectors.iter().map(|x| x.to_bits()))?;
+        match &nodes.vectors {
+            Arena::F32(v) => put_u32s(out, v.iter().map(|x| x.to_bits()))?,
+            Arena::Int8 { codes, scales } => {
+                let bytes: Vec<u8> = codes.iter().map(|&c| c as u8).collect();
+                out.write_all(&bytes)?;
+                put_u32s(out, scales.iter().map(|x| x.to_bits()))?;
+            }
+        }
         put_u32s(out, nodes.links0.iter().map(|a| a.load(Ordering::Relaxed)))?;
         out.write_all(&(nodes.upper.len() as u64).to_le_bytes())?;
         put_u32s(out, nodes.upper.iter().map(|a| a.load(Ordering::Relaxed)))?;
@@ -680,7 +687,7 @@ impl Hnsw {
     pub fn read_from(input: &mut impl Read) -> Result<Hnsw, String> {
         let mut magic = [0u8; 8];
         read_exact(input, &mut magic)?;
-        if &magic != MAGIC {
+        if &magic != MAGIC && &magic != MAGIC_F32 {
             return Err("not a tkr-embed HNSW graph".into());
         }
         let dim = get_u64(input)? as usize;
@@ -690,18 +697,48 @@ impl Hnsw {
         if dim == 0 || dim > 1 << 16 || !(2..=256).contains(&m) || n > u32::MAX as usize / 2 {
             return Err(format!("implausible header: dim {dim}, m {m}, {n} nodes"));
         }
+        let encoding = match &magic == MAGIC_F32 {
+            true => VectorEncoding::F32,
+            false => {
+                let tag = get_u64(input)?;
+                VectorEncoding::ALL
+                    .into_iter()
+                    .find(|&e| encoding_tag(e) as u64 == tag)
+                    .ok_or_else(|| format!("unknown vector encoding {tag}"))?
+            }
+        };
         let graph = Hnsw::new(HnswConfig {
             dim,
             m,
             ef_construction,
+            encoding,
         });
         let head = get_u32s(input, 2)?;
         let mut levels = vec![0u8; n];
         read_exact(input, &mut levels)?;
-        let vectors: Vec<f32> = get_u32s(input, n * dim)?
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
+        let vectors = match encoding {
+            VectorEncoding::F32 => Arena::F32(
+                get_u32s(input, n * dim)?
+                    .into_iter()
+                    .map(f32::from_bits)
+                    .collect(),
+            ),
+            VectorEncoding::Int8 => {
+                let mut bytes = vec![0u8; n * dim];
+                read_exact(input, &mut bytes)?;
+                let scales: Vec<f32> = get_u32s(input, n)?
+                    .into_iter()
+                    .map(f32::from_bits)
+                    .collect();
+                if scales.iter().any(|s| !s.is_finite() || *s < 0.0) {
+                    return Err("a vector scale is not a finite positive number".into());
+                }
+                Arena::Int8 {
+                    codes: bytes.into_iter().map(|b| b as i8).collect(),
+                    scales,
+                }
+            }
+        };
         let links0 = get_u32s(input, n * (2 * m + 1))?;
         let upper_len = get_u64(input)? as usize;
         let mut upper_start = Vec::with_capacity(n);
@@ -755,6 +792,14 @@ impl Hnsw {
     }
 }
 
+/// The number an encoding is written as (never reuse one).
+fn encoding_tag(encoding: VectorEncoding) -> usize {
+    match encoding {
+        VectorEncoding::F32 => 0,
+        VectorEncoding::Int8 => 1,
+    }
+}
+
 fn put_u32s(out: &mut impl Write, values: impl Iterator<Item = u32>) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1 << 16);
     for v in values {
@@ -799,6 +844,7 @@ fn get_u32s(input: &mut impl Read, count: usize) -> Result<Vec<u32>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::dot;
 
     fn unit(seed: u64, dim: usize) -> Vec<f32> {
         let mut s = seed
@@ -818,11 +864,21 @@ mod tests {
     }
 
     fn build(n: usize, dim: usize, threads: usize) -> (Hnsw, Vec<Vec<f32>>) {
+        build_encoded(n, dim, threads, VectorEncoding::F32)
+    }
+
+    fn build_encoded(
+        n: usize,
+        dim: usize,
+        threads: usize,
+        encoding: VectorEncoding,
+    ) -> (Hnsw, Vec<Vec<f32>>) {
         let data: Vec<Vec<f32>> = (0..n).map(|i| unit(i as u64, dim)).collect();
         let g = Hnsw::new(HnswConfig {
             dim,
             m: 8,
             ef_construction: 64,
+            encoding,
         });
         g.insert(&data.concat(), threads);
         (g, data)
@@ -886,6 +942,7 @@ mod tests {
                 dim,
                 m: 16,
                 ef_construction: 100,
+                encoding: VectorEncoding::F32,
             });
             g.insert(&data.concat(), 4);
             for (i, v) in data.iter().enumerate() {
@@ -910,6 +967,7 @@ mod tests {
             dim: 4,
             m: 8,
             ef_construction: 16,
+            encoding: VectorEncoding::F32,
         });
         assert!(g.search(&[1.0, 0.0, 0.0, 0.0], 5, 10, None).is_empty());
         assert_eq!(g.insert(&[1.0, 0.0, 0.0, 0.0], 1), 0);
@@ -931,10 +989,70 @@ mod tests {
         }
         // Truncation and an out-of-range link are errors.
         assert!(Hnsw::read_from(&mut &bytes[..bytes.len() - 3]).is_err());
-        let links_at = 8 + 32 + 8 + 500 + 500 * 8 * 4;
+        let links_at = 8 + 40 + 8 + 500 + 500 * 8 * 4;
         let mut bad = bytes.clone();
         bad[links_at + 4..links_at + 8].copy_from_slice(&9999u32.to_le_bytes());
         bad[links_at..links_at + 4].copy_from_slice(&1u32.to_le_bytes());
         assert!(Hnsw::read_from(&mut bad.as_slice()).is_err());
+    }
+
+    /// int8 codes: the true 10 nearest are among the 30 best by
+    /// approximate score (what the index rescores), the graph survives a
+    /// round trip, and its vectors take a quarter of the memory.
+    #[test]
+    fn int8_graph_searches_round_trips_and_is_smaller() {
+        let (g, data) = build_encoded(3000, 24, 2, VectorEncoding::Int8);
+        let (f, _) = build(3000, 24, 2);
+        // Fraction of the true 10 nearest among a graph's 30 best.
+        let found_in_30 = |graph: &Hnsw| {
+            let (mut hit, mut total) = (0, 0);
+            for qi in 0..50 {
+                let q = unit(10_000 + qi, 24);
+                let found: Vec<u32> = graph
+                    .search(&q, 30, 64, None)
+                    .iter()
+                    .map(|n| n.id)
+                    .collect();
+                let mut exact: Vec<(f32, u32)> = data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (dot(&q, v), i as u32))
+                    .collect();
+                exact.sort_by(|a, b| b.0.total_cmp(&a.0));
+                total += 10;
+                hit += exact[..10]
+                    .iter()
+                    .filter(|(_, i)| found.contains(i))
+                    .count();
+            }
+            hit as f64 / total as f64
+        };
+        let (r, r_f32) = (found_in_30(&g), found_in_30(&f));
+        assert!(r > 0.95 && r >= r_f32 - 0.02, "int8 {r}, f32 {r_f32}");
+        let top = g.search(&data[17], 1, 32, None);
+        assert_eq!(top[0].id, 17);
+        assert!((top[0].score - 1.0).abs() < 0.02, "{}", top[0].score);
+        assert_eq!(f.vector_bytes(), 3000 * 24 * 4);
+        assert_eq!(g.vector_bytes(), 3000 * 24 + 3000 * 4);
+        let mut bytes = Vec::new();
+        g.write_to(&mut bytes).unwrap();
+        let back = Hnsw::read_from(&mut bytes.as_slice()).unwrap();
+        assert_eq!(back.config().encoding, VectorEncoding::Int8);
+        for q in data.iter().take(20) {
+            assert_eq!(g.search(q, 5, 32, None), back.search(q, 5, 32, None));
+        }
+        // A graph in the format before encodings reads as float32.
+        let (old, _) = build(50, 8, 1);
+        let mut bytes = Vec::new();
+        old.write_to(&mut bytes).unwrap();
+        let mut v1 = b"TKRHNSW1".to_vec();
+        v1.extend_from_slice(&bytes[8..8 + 32]);
+        v1.extend_from_slice(&bytes[8 + 40..]);
+        let back = Hnsw::read_from(&mut v1.as_slice()).unwrap();
+        assert_eq!(back.config().encoding, VectorEncoding::F32);
+        assert_eq!(
+            back.search(&data[0][..8], 3, 16, None),
+            old.search(&data[0][..8], 3, 16, None)
+        );
     }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::types::{Modality, Seq, Span};
+use crate::types::{Modality, Seq, Span, VectorEncoding};
 
 /// On-disk format of the whole database (stored in the `meta` tree). Bump it
 /// when a tree's layout changes in a way old code cannot read.
@@ -52,6 +52,37 @@ pub struct CollectionRecord {
     pub created_ms: u64,
     /// Number of live documents (maintained in the write transactions).
     pub doc_count: u64,
+    /// How the collection's index holds vectors (chosen at creation).
+    pub vectors: VectorEncoding,
+}
+
+/// [`CollectionRecord`] as written before `vectors` existed: such
+/// collections hold float32 vectors.
+#[derive(Deserialize)]
+struct CollectionRecordV1 {
+    id: u32,
+    name: String,
+    created_ms: u64,
+    doc_count: u64,
+}
+
+/// Decodes a collection record of either shape. Postcard has no field
+/// names: an old record runs out of bytes where `vectors` would start,
+/// which is how it is told apart.
+pub fn decode_collection(bytes: &[u8]) -> Result<CollectionRecord, CodecError> {
+    match decode::<CollectionRecord>(bytes) {
+        Err(CodecError::Postcard(postcard::Error::DeserializeUnexpectedEnd)) => {
+            let old: CollectionRecordV1 = decode(bytes)?;
+            Ok(CollectionRecord {
+                id: old.id,
+                name: old.name,
+                created_ms: old.created_ms,
+                doc_count: old.doc_count,
+                vectors: VectorEncoding::F32,
+            })
+        }
+        other => other,
+    }
 }
 
 /// Where a document's original content lives.
@@ -161,6 +192,30 @@ pub fn decode_u64(bytes: &[u8]) -> Result<u64, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn collection_records_of_both_shapes_decode() {
+        let rec = CollectionRecord {
+            id: 7,
+            name: "pics".into(),
+            created_ms: 123,
+            doc_count: 9,
+            vectors: VectorEncoding::Int8,
+        };
+        assert_eq!(decode_collection(&encode(&rec).unwrap()).unwrap(), rec);
+        // Bytes written before `vectors` existed: the same fields, no more.
+        #[derive(Serialize)]
+        struct Old<'a>(u32, &'a str, u64, u64);
+        let old = encode(&Old(7, "pics", 123, 9)).unwrap();
+        let back = decode_collection(&old).unwrap();
+        assert_eq!(back.vectors, VectorEncoding::F32);
+        assert_eq!(
+            (back.id, back.name.as_str(), back.doc_count),
+            (7, "pics", 9)
+        );
+        // A cut record is still an error.
+        assert!(decode_collection(&old[..old.len() - 3]).is_err());
+    }
 
     #[test]
     fn record_roundtrip_and_version_check() {

@@ -42,14 +42,14 @@ use sled::transaction::{
 use thiserror::Error;
 
 use codec::{
-    collection_prefix, decode, decode_seq_key, decode_u64, decode_vectors, doc_key, encode,
-    encode_u64, seq_key,
+    collection_prefix, decode, decode_collection, decode_seq_key, decode_u64, decode_vectors,
+    doc_key, encode, encode_u64, seq_key,
 };
 pub use codec::{
     ChangeRecord, CodecError, CollectionRecord, ContentRef, DocRecord, StoreMeta, FORMAT_VERSION,
 };
 
-use crate::types::{now_ms, Modality, Seq, Span};
+use crate::types::{now_ms, Modality, Seq, Span, VectorEncoding};
 
 const KEY_STORE_META: &[u8] = b"store_meta";
 const KEY_SEQ: &[u8] = b"seq";
@@ -253,7 +253,7 @@ impl Tx<'_> {
             .collections
             .get(name.as_bytes())?
             .ok_or_else(|| abort(StoreError::UnknownCollection(name.to_owned())))?;
-        decode(&bytes).map_err(abort)
+        decode_collection(&bytes).map_err(abort)
     }
 
     fn put_collection(&self, record: &CollectionRecord) -> TxResult<()> {
@@ -506,7 +506,11 @@ impl Store {
     // ---- collections ----
 
     /// Creates a collection (not yet durable: call [`Store::flush`]).
-    pub fn create_collection(&self, name: &str) -> Result<CollectionRecord, StoreError> {
+    pub fn create_collection(
+        &self,
+        name: &str,
+        vectors: VectorEncoding,
+    ) -> Result<CollectionRecord, StoreError> {
         self.transaction(|tx| {
             if tx.collections.get(name.as_bytes())?.is_some() {
                 return Err(abort(StoreError::CollectionExists(name.to_owned())));
@@ -523,6 +527,7 @@ impl Store {
                 name: name.to_owned(),
                 created_ms: now_ms(),
                 doc_count: 0,
+                vectors,
             };
             tx.put_collection(&record)?;
             Ok(record)
@@ -531,7 +536,7 @@ impl Store {
 
     pub fn collection(&self, name: &str) -> Result<Option<CollectionRecord>, StoreError> {
         match self.collections.get(name.as_bytes())? {
-            Some(b) => Ok(Some(decode(&b)?)),
+            Some(b) => Ok(Some(decode_collection(&b)?)),
             None => Ok(None),
         }
     }
@@ -540,7 +545,7 @@ impl Store {
         self.collections
             .iter()
             .values()
-            .map(|v| Ok(decode(&v?)?))
+            .map(|v| Ok(decode_collection(&v?)?))
             .collect()
     }
 
@@ -552,7 +557,7 @@ impl Store {
             let Some(bytes) = tx.collections.remove(name.as_bytes())? else {
                 return Ok(None);
             };
-            let record: CollectionRecord = decode(&bytes).map_err(abort)?;
+            let record = decode_collection(&bytes).map_err(abort)?;
             tx.meta
                 .insert(dropped_key(record.id), record.name.as_bytes())?;
             Ok(Some(record))

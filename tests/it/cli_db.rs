@@ -175,6 +175,71 @@ fn vectors_can_be_given_without_a_model() {
 }
 
 #[test]
+fn int8_collections_from_the_cli() {
+    let t = Tkr::new();
+    t.json(&["insert", "--id", "a", "--vector", "[1, 0, 0]", "--json"]);
+    let out = t.run(&["collections", "create", "q", "--vectors", "int8"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = t.run(&["collections", "create", "r", "--vectors", "int4"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("int8"));
+    let list = t.json(&["collections", "list", "--json"]);
+    let q = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "q")
+        .unwrap();
+    assert_eq!(q["vectors"], "int8");
+    t.json(&[
+        "insert",
+        "-c",
+        "q",
+        "--id",
+        "x",
+        "--vector",
+        "[3, 4, 0]",
+        "--json",
+    ]);
+    t.json(&[
+        "insert",
+        "-c",
+        "q",
+        "--id",
+        "y",
+        "--vector",
+        "[0, 0, 1]",
+        "--json",
+    ]);
+    let v = t.json(&[
+        "search",
+        "-c",
+        "q",
+        "--vector",
+        "[1, 1, 0]",
+        "--k",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(v["hits"][0]["id"], "x");
+    // The exact cosine of (1,1,0) and (3,4,0), not an int8 estimate.
+    let score = v["hits"][0]["score"].as_f64().unwrap();
+    assert!((score - 7.0 / (5.0 * 2f64.sqrt())).abs() < 1e-6, "{score}");
+    let stats = t.json(&["stats", "--json"]);
+    let q = stats["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "q")
+        .unwrap();
+    assert_eq!(q["index"]["vectors"], "int8");
+}
+
+#[test]
 fn bad_input_fails_cleanly_and_stores_nothing() {
     let t = Tkr::new();
     t.json(&["insert", "--id", "ok", "--text", "fine", "--json"]);

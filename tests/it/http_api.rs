@@ -132,6 +132,40 @@ fn inserted_images_are_found_by_the_same_image_first() {
     assert_eq!(r.json["documents"], 3);
     let r = s.post_json("/collections", &json!({"name": "pics"}));
     assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(s.get("/collections/pics").json["vectors"], "f32");
+    // A compressed collection: int8 in the index, exact scores out.
+    let r = s.post_json("/collections", &json!({"name": "small", "vectors": "int8"}));
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["vectors"], "int8");
+    let r = s.post_json("/collections", &json!({"name": "bad", "vectors": "int4"}));
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("int8"),
+        "{}",
+        r.json
+    );
+    let dim = s.get("/info").json["model"]["dim"].as_u64().unwrap() as usize;
+    let v: Vec<f32> = (0..dim).map(|i| ((i * 7 % 11) as f32) - 5.0).collect();
+    let w: Vec<f32> = (0..dim).map(|i| ((i * 5 % 13) as f32) - 6.0).collect();
+    for (id, vector) in [("v", &v), ("w", &w)] {
+        let r = s.post_json(
+            "/collections/small/documents",
+            &json!({"id": id, "vector": vector}),
+        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    let r = s.post_json("/collections/small/search", &json!({"vector": v, "k": 2}));
+    assert_eq!(r.json["hits"][0]["id"], "v");
+    let top = r.json["hits"][0]["score"].as_f64().unwrap();
+    assert!((top - 1.0).abs() < 1e-6, "{}", r.json);
+    let norm = |x: &[f32]| x.iter().map(|a| (a * a) as f64).sum::<f64>().sqrt();
+    let cos = v.iter().zip(&w).map(|(a, b)| (a * b) as f64).sum::<f64>() / (norm(&v) * norm(&w));
+    let second = r.json["hits"][1]["score"].as_f64().unwrap();
+    assert!((second - cos).abs() < 1e-5, "{second} vs {cos}");
+    assert_eq!(s.delete("/collections/small").status, StatusCode::OK);
     let r = s.delete("/collections/pics");
     assert_eq!(r.status, StatusCode::OK);
     let r = s.get("/collections/pics");

@@ -10,6 +10,7 @@ mod config;
 mod db_api;
 mod db_blobs;
 mod db_common;
+mod db_compressed;
 mod db_concurrency;
 mod db_deletes;
 mod db_durability;
