@@ -328,6 +328,7 @@ fn main() -> Res<()> {
             modality: Modality::Text,
             metadata: buckets[bucket_of(i)].clone(),
             vectors: v.clone(),
+            text_units: Vec::new(),
         })
         .collect();
     let index = CollectionIndex::new(1, "bench", dim, params.clone());

@@ -17,7 +17,11 @@ use super::{
     input::{body_bytes, is_json, is_multipart, parse_json_off_thread, Form},
     AppState,
 };
-use crate::db::{content_modality, files::IngestOptions, ContentData, Hit, NewDocument};
+use crate::db::{
+    content_modality, files::IngestOptions, ContentData, Hit, HybridOptions, NewDocument,
+    SearchMode,
+};
+use crate::index::fusion::DEFAULT_RRF_K;
 use crate::engine::{EmbedRequest, ImageData};
 use crate::index::Filter;
 use crate::media::{detect_kind, MediaKind};
@@ -36,11 +40,14 @@ pub struct CreateCollection {
     /// `f32` (default) or `int8`.
     #[serde(default)]
     vectors: Option<String>,
+    /// Metadata fields lexical search matches.
+    #[serde(default)]
+    text_fields: Vec<String>,
 }
 
 fn collection_json(c: &crate::db::CollectionInfo) -> Value {
     json!({"name": c.name, "documents": c.documents, "created_ms": c.created_ms,
-        "vectors": c.vectors.as_str()})
+        "vectors": c.vectors.as_str(), "text_fields": c.text_fields})
 }
 
 pub async fn create_collection(
@@ -53,7 +60,10 @@ pub async fn create_collection(
             .parse()
             .map_err(|e: String| crate::db::DbError::BadInput(format!("field `vectors`: {e}")))?,
     };
-    let options = crate::db::CollectionOptions { vectors };
+    let options = crate::db::CollectionOptions {
+        vectors,
+        text_fields: body.text_fields,
+    };
     let info = state
         .with_db(move |db| db.create_collection_with(&body.name, options))
         .await?;
@@ -441,6 +451,28 @@ struct SearchBody {
     include: Option<Vec<String>>,
     #[serde(default)]
     instruction: Option<String>,
+    /// `vector` (default), `lexical` or `hybrid`.
+    #[serde(default)]
+    mode: Option<String>,
+    /// Hybrid: reciprocal-rank-fusion constant (60).
+    #[serde(default)]
+    rrf_k: Option<f32>,
+    /// Hybrid: weights of the two lists (1 each).
+    #[serde(default)]
+    weights: Option<Weights>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Weights {
+    #[serde(default = "one")]
+    vector: f32,
+    #[serde(default = "one")]
+    lexical: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 fn default_k() -> usize {
@@ -454,6 +486,19 @@ enum Query {
     Content(EmbedRequest),
     Document(String),
     Vector(Vec<f32>),
+}
+
+/// How a search ranks: the mode, the text of its lexical list, fusion.
+struct Ranking {
+    mode: SearchMode,
+    text: Option<String>,
+    hybrid: HybridOptions,
+}
+
+fn parse_mode(mode: Option<&str>) -> ApiResult<SearchMode> {
+    mode.map_or(Ok(SearchMode::Vector), |m| {
+        m.parse().map_err(|e: String| ApiError::bad_request(e))
+    })
 }
 
 /// `POST /collections/{c}/search`: JSON, or multipart with an image `file`
@@ -475,25 +520,54 @@ pub async fn search(
         request.images.push(ImageData::Encoded(Arc::new(file.data)));
         request.instruction = form.fields.get("instruction").cloned();
         let k = form.parsed_field("k")?.unwrap_or_else(default_k);
+        let ranking = Ranking {
+            mode: parse_mode(form.fields.get("mode").map(String::as_str))?,
+            text: form.fields.get("text").cloned(),
+            hybrid: HybridOptions {
+                rrf_k: form.parsed_field("rrf_k")?.unwrap_or(DEFAULT_RRF_K),
+                ..HybridOptions::default()
+            },
+        };
         (
             Query::Content(request),
             k,
             form.json_field("filter")?,
             include,
+            ranking,
         )
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
         let body: SearchBody = parse_json_off_thread(bytes).await?;
+        let mode = parse_mode(body.mode.as_deref())?;
+        // Hybrid search may pair a precomputed vector with its text.
+        let vector_with_text = mode == SearchMode::Hybrid
+            && body.vector.is_some()
+            && body.text.is_some()
+            && body.image.is_none()
+            && body.document_id.is_none();
         let given = [
             body.text.is_some() || body.image.is_some(),
             body.document_id.is_some(),
             body.vector.is_some(),
         ];
-        if given.iter().filter(|&&g| g).count() != 1 {
+        if given.iter().filter(|&&g| g).count() != 1 && !vector_with_text {
             return Err(ApiError::bad_request(
-                "give exactly one query: `text` and/or `image`, `document_id`, or `vector`",
+                "give exactly one query: `text` and/or `image`, `document_id`, or `vector` (hybrid: `vector` with `text`)",
             ));
         }
+        let weights = body.weights.unwrap_or(Weights {
+            vector: 1.0,
+            lexical: 1.0,
+        });
+        let ranking = Ranking {
+            mode,
+            text: body.text.clone(),
+            hybrid: HybridOptions {
+                rrf_k: body.rrf_k.unwrap_or(DEFAULT_RRF_K),
+                vector_weight: weights.vector,
+                lexical_weight: weights.lexical,
+            },
+        };
         let query = if let Some(id) = body.document_id {
             Query::Document(id)
         } else if let Some(v) = body.vector {
@@ -507,13 +581,13 @@ pub async fn search(
             }
             Query::Content(request)
         };
-        (query, body.k, body.filter, body.include)
+        (query, body.k, body.filter, body.include, ranking)
     } else {
         return Err(ApiError::unsupported_media(
             "expected application/json or multipart/form-data",
         ));
     };
-    let (query, k, filter, include) = body;
+    let (query, k, filter, include, ranking) = body;
     if k == 0 || k > MAX_K {
         return Err(ApiError::bad_request(format!(
             "k must be 1 to {MAX_K}, got {k}"
@@ -525,9 +599,41 @@ pub async fn search(
         .map(|f| Filter::from_json(&f))
         .transpose()
         .map_err(crate::db::DbError::from)?;
+    ranking.hybrid.validate()?;
     let coll = collection.clone();
-    let hits = match query {
-        Query::Content(request) => {
+    // The text a lexical list searches with (none: no lexical list).
+    let text = ranking.text.filter(|t| !t.trim().is_empty());
+    let hits = match (ranking.mode, query, text) {
+        (SearchMode::Lexical, Query::Content(request), Some(text)) if request.images.is_empty() => {
+            state
+                .with_db(move |db| db.search_lexical(&coll, &text, k, filter.as_ref()))
+                .await?
+        }
+        (SearchMode::Lexical, _, _) => {
+            return Err(ApiError::bad_request(
+                "mode `lexical` searches with a non-empty `text` only",
+            ))
+        }
+        (SearchMode::Hybrid, Query::Content(request), Some(text)) => {
+            let name = collection.clone();
+            state.with_db(move |db| db.check_collection(&name)).await?;
+            let vector = state.embed_one(request).await?;
+            let hybrid = ranking.hybrid;
+            state
+                .with_db(move |db| {
+                    db.search_hybrid(&coll, &vector, &text, k, filter.as_ref(), &hybrid)
+                })
+                .await?
+        }
+        (SearchMode::Hybrid, Query::Vector(v), Some(text)) => {
+            let hybrid = ranking.hybrid;
+            state
+                .with_db(move |db| db.search_hybrid(&coll, &v, &text, k, filter.as_ref(), &hybrid))
+                .await?
+        }
+        // Vector search; also hybrid without text (an image or a stored
+        // document has no lexical part).
+        (_, Query::Content(request), _) => {
             // Unknown collection: answer before embedding.
             let name = collection.clone();
             state.with_db(move |db| db.check_collection(&name)).await?;
@@ -536,12 +642,12 @@ pub async fn search(
                 .with_db(move |db| db.search(&coll, &vector, k, filter.as_ref()))
                 .await?
         }
-        Query::Document(id) => {
+        (_, Query::Document(id), _) => {
             state
                 .with_db(move |db| db.search_by_document(&coll, &id, k, filter.as_ref()))
                 .await?
         }
-        Query::Vector(v) => {
+        (_, Query::Vector(v), _) => {
             state
                 .with_db(move |db| db.search(&coll, &v, k, filter.as_ref()))
                 .await?
@@ -559,6 +665,10 @@ struct Include {
     metadata: bool,
     text: bool,
     vector: bool,
+    /// Hybrid: each list's rank and score.
+    scores: bool,
+    /// The matching text chunk (byte-range segments).
+    chunk: bool,
 }
 
 impl Include {
@@ -568,21 +678,27 @@ impl Include {
                 metadata: true,
                 text: false,
                 vector: false,
+                scores: false,
+                chunk: false,
             });
         };
         let mut include = Include {
             metadata: false,
             text: false,
             vector: false,
+            scores: false,
+            chunk: false,
         };
         for item in list {
             match item.as_str() {
                 "metadata" => include.metadata = true,
                 "text" => include.text = true,
                 "vector" => include.vector = true,
+                "scores" => include.scores = true,
+                "chunk" => include.chunk = true,
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "include: unknown field {other:?} (metadata, text, vector)"
+                        "include: unknown field {other:?} (metadata, text, vector, scores, chunk)"
                     )))
                 }
             }
@@ -597,7 +713,7 @@ async fn hits_json(
     hits: Vec<Hit>,
     include: Include,
 ) -> ApiResult<Vec<Value>> {
-    let needs_docs = include.text || include.vector;
+    let needs_docs = include.text || include.vector || include.chunk;
     let coll = collection.to_owned();
     let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
     // Text and vectors live in the store, not the index: one blocking trip.
@@ -606,7 +722,7 @@ async fn hits_json(
             .with_db(move |db| {
                 ids.iter()
                     .map(|id| {
-                        let text = if include.text {
+                        let text = if include.text || include.chunk {
                             db.get(&coll, id)?.and_then(|d| d.text)
                         } else {
                             None
@@ -642,8 +758,25 @@ async fn hits_json(
             if let Some(segment) = &hit.segment {
                 v.insert("segment".into(), crate::db::span_json(&segment.span));
             }
+            if include.chunk {
+                // A chunk's text; a document without chunks is one.
+                let chunk = match (&text, &hit.segment) {
+                    (Some(text), Some(s)) => crate::db::chunk_text(text, &s.span),
+                    (Some(text), None) => Some(text.as_str()),
+                    (None, _) => None,
+                };
+                v.insert("chunk".into(), json!(chunk));
+            }
             if include.text {
                 v.insert("text".into(), json!(text));
+            }
+            if include.scores {
+                v.insert(
+                    "scores".into(),
+                    hit.fusion
+                        .as_ref()
+                        .map_or(Value::Null, crate::db::fusion_json),
+                );
             }
             if include.vector {
                 v.insert("vector".into(), json!(vector));

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 use crate::{
     config::ConfigSources,
-    db::{content_modality, CollectionOptions, ContentDocument, Db, DbOptions, Hit, NewDocument},
+    db::{
+        content_modality, CollectionOptions, ContentDocument, Db, DbOptions, Hit, HybridOptions,
+        NewDocument, SearchMode,
+    },
     engine::{EmbedRequest, Engine, ImageData},
     index::Filter,
     types::{Modality, VectorEncoding},
@@ -74,6 +77,20 @@ pub struct SearchArgs {
     /// Metadata filter, e.g. '{"field":"lang","eq":"en"}' (see the README).
     #[arg(long, value_name = "JSON")]
     filter: Option<String>,
+    /// `vector` (nearest embeddings), `lexical` (BM25 over the text: needs
+    /// --text only, loads no model) or `hybrid` (both, fused by reciprocal
+    /// rank; --text, optionally with --image, or --vector with --text).
+    #[arg(long, default_value = "vector", value_name = "MODE")]
+    mode: SearchMode,
+    /// Hybrid: reciprocal-rank-fusion constant.
+    #[arg(long, default_value_t = 60.0, value_name = "K")]
+    rrf_k: f32,
+    /// Hybrid: weight of the vector list.
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    vector_weight: f32,
+    /// Hybrid: weight of the lexical list.
+    #[arg(long, default_value_t = 1.0, value_name = "W")]
+    lexical_weight: f32,
     #[arg(long)]
     json: bool,
 }
@@ -93,6 +110,10 @@ pub enum CollectionsCommand {
         /// float32 vectors).
         #[arg(long, default_value = "f32", value_name = "ENCODING")]
         vectors: VectorEncoding,
+        /// Metadata fields (dotted paths to strings or lists of strings)
+        /// that lexical search matches, comma-separated: `title,tags`.
+        #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+        text_fields: Vec<String>,
     },
     /// Drop a collection and all its documents.
     Drop { name: String },
@@ -290,34 +311,38 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             Ok(Filter::from_json(&value)?)
         })
         .transpose()?;
-    let given = [
-        args.text.is_some() || args.image.is_some(),
-        args.document.is_some(),
-        args.vector.is_some(),
-    ];
-    if given.iter().filter(|&&g| g).count() != 1 {
-        bail!("give exactly one query: --text/--image, --document or --vector");
-    }
     let started = std::time::Instant::now();
-    let hits = if let Some(id) = &args.document {
-        open_existing(loaded)?.search_by_document(&args.collection, id, args.k, filter.as_ref())?
-    } else if let Some(v) = &args.vector {
-        open_existing(loaded)?.search(
-            &args.collection,
-            &parse_vector(v)?,
-            args.k,
-            filter.as_ref(),
-        )?
-    } else {
-        let engine = super::start_engine(loaded)?;
-        let db = open_with_engine(loaded, &engine)?;
-        let mut request = EmbedRequest::text(args.text.clone().unwrap_or_default());
-        if let Some(path) = &args.image {
-            request
-                .images
-                .push(ImageData::Encoded(Arc::new(read_file(path)?)));
+    let hybrid = HybridOptions {
+        rrf_k: args.rrf_k,
+        vector_weight: args.vector_weight,
+        lexical_weight: args.lexical_weight,
+    };
+    let hits = match (args.mode, &args.text) {
+        (SearchMode::Vector, _) => vector_search(&args, loaded, filter.as_ref())?,
+        (SearchMode::Lexical, Some(text))
+            if args.image.is_none() && args.document.is_none() && args.vector.is_none() =>
+        {
+            open_existing(loaded)?.search_lexical(&args.collection, text, args.k, filter.as_ref())?
         }
-        db.search_content(&engine, &args.collection, request, args.k, filter.as_ref())?
+        (SearchMode::Lexical, _) => bail!("--mode lexical searches with --text only"),
+        (SearchMode::Hybrid, Some(text)) if args.document.is_none() => {
+            if let Some(v) = &args.vector {
+                if args.image.is_some() {
+                    bail!("--mode hybrid takes --text with --image or with --vector, not both");
+                }
+                let db = open_existing(loaded)?;
+                let v = parse_vector(v)?;
+                db.search_hybrid(&args.collection, &v, text, args.k, filter.as_ref(), &hybrid)?
+            } else {
+                let engine = super::start_engine(loaded)?;
+                let db = open_with_engine(loaded, &engine)?;
+                let query = engine.embed(content_request(&args)?)?;
+                db.search_hybrid(&args.collection, &query, text, args.k, filter.as_ref(), &hybrid)?
+            }
+        }
+        (SearchMode::Hybrid, _) => {
+            bail!("--mode hybrid needs --text (with --image or --vector at most)")
+        }
     };
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
     if args.json {
@@ -327,6 +352,48 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         print_hits(&hits);
     }
     Ok(())
+}
+
+/// The embedding request of --text and/or --image.
+fn content_request(args: &SearchArgs) -> anyhow::Result<EmbedRequest> {
+    let mut request = EmbedRequest::text(args.text.clone().unwrap_or_default());
+    if let Some(path) = &args.image {
+        request
+            .images
+            .push(ImageData::Encoded(Arc::new(read_file(path)?)));
+    }
+    Ok(request)
+}
+
+fn vector_search(
+    args: &SearchArgs,
+    loaded: &ConfigSources,
+    filter: Option<&Filter>,
+) -> anyhow::Result<Vec<Hit>> {
+    let given = [
+        args.text.is_some() || args.image.is_some(),
+        args.document.is_some(),
+        args.vector.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() != 1 {
+        bail!("give exactly one query: --text/--image, --document or --vector");
+    }
+    let hits = if let Some(id) = &args.document {
+        open_existing(loaded)?.search_by_document(&args.collection, id, args.k, filter)?
+    } else if let Some(v) = &args.vector {
+        open_existing(loaded)?.search(
+            &args.collection,
+            &parse_vector(v)?,
+            args.k,
+            filter,
+        )?
+    } else {
+        let engine = super::start_engine(loaded)?;
+        let db = open_with_engine(loaded, &engine)?;
+        let request = content_request(args)?;
+        db.search_content(&engine, &args.collection, request, args.k, filter)?
+    };
+    Ok(hits)
 }
 
 pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> anyhow::Result<()> {
@@ -351,8 +418,16 @@ pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> a
                 }
             }
         }
-        CollectionsCommand::Create { name, vectors } => {
-            open_existing(loaded)?.create_collection_with(&name, CollectionOptions { vectors })?;
+        CollectionsCommand::Create {
+            name,
+            vectors,
+            text_fields,
+        } => {
+            let options = CollectionOptions {
+                vectors,
+                text_fields,
+            };
+            open_existing(loaded)?.create_collection_with(&name, options)?;
             println!("created {name} ({vectors} vectors)");
         }
         CollectionsCommand::Drop { name } => {

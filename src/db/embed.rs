@@ -118,9 +118,28 @@ pub fn document_json(d: &super::Document) -> Value {
 /// A search hit as JSON; `segment` is the part of the document that matched
 /// (a time range, a page, a text chunk) or null for the whole document.
 pub fn hit_json(h: &super::Hit) -> Value {
-    json!({
+    let mut v = json!({
         "id": h.id, "score": h.score, "modality": h.modality.as_str(),
         "metadata": h.metadata,
         "segment": h.segment.as_ref().map(|s| span_json(&s.span)),
-    })
+    });
+    if let Some(fusion) = &h.fusion {
+        v["scores"] = fusion_json(fusion);
+    }
+    v
+}
+
+/// A hybrid hit's place in each list: `{"vector": {"rank", "score"},
+/// "lexical": …}` (`null` for a list it was not in).
+pub fn fusion_json(f: &crate::index::fusion::Fusion) -> Value {
+    let place = |p: Option<(u32, f32)>| p.map(|(rank, score)| json!({"rank": rank, "score": score}));
+    json!({"vector": place(f.vector), "lexical": place(f.lexical)})
+}
+
+/// The text of a text chunk (a `bytes` span of the document's text).
+pub fn chunk_text<'a>(text: &'a str, span: &Span) -> Option<&'a str> {
+    match *span {
+        Span::Bytes { start, end } => text.get(start as usize..end as usize),
+        _ => None,
+    }
 }

@@ -33,11 +33,12 @@ mod embed;
 pub mod files;
 mod recover;
 mod search;
+pub use search::{HybridOptions, SearchMode, MAX_K};
 mod write;
 
 pub use embed::{
-    content_info_json, content_modality, document_json, hit_json, image_content, span_json,
-    ContentDocument,
+    chunk_text, content_info_json, content_modality, document_json, fusion_json, hit_json,
+    image_content, span_json, ContentDocument,
 };
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+use crate::index::lexical::LexicalIndex;
 use crate::index::{CollectionIndex, FilterError, IndexParams, IndexStats, PersistError};
 use crate::store::{CollectionRecord, ContentRef, DocRecord, Store, StoreError};
 use crate::types::{validate_collection_name, Modality, SegmentMatch, Seq, Span, VectorEncoding};
@@ -282,6 +284,8 @@ pub struct Hit {
     pub metadata: Map<String, Value>,
     /// The segment that matched best, `None` for the primary vector.
     pub segment: Option<SegmentMatch>,
+    /// Hybrid search: the hit's rank and score in each list.
+    pub fusion: Option<crate::index::fusion::Fusion>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -291,14 +295,19 @@ pub struct CollectionInfo {
     pub created_ms: u64,
     /// How the collection's index holds vectors.
     pub vectors: VectorEncoding,
+    /// Metadata fields matched by lexical search.
+    pub text_fields: Vec<String>,
 }
 
 /// Choices made when a collection is created (fixed for its lifetime).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CollectionOptions {
     /// `int8`: a quarter of the index memory, candidates rescored exactly
     /// from the stored float32 vectors.
     pub vectors: VectorEncoding,
+    /// Metadata fields (dotted paths to strings or lists of strings) that
+    /// lexical search matches as part of each document's text.
+    pub text_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -419,10 +428,26 @@ impl Db {
         options: CollectionOptions,
     ) -> Result<CollectionInfo> {
         validate_collection_name(name).map_err(DbError::BadInput)?;
+        for field in &options.text_fields {
+            if field.is_empty() || field.split('.').any(str::is_empty) {
+                return Err(DbError::BadInput(format!(
+                    "text field {field:?} is not a dotted path of field names"
+                )));
+            }
+        }
         let _gate = self.gate.read();
-        let record = self.store.create_collection(name, options.vectors)?;
+        let record = self
+            .store
+            .create_collection(name, options.vectors, &options.text_fields)?;
         self.store.flush()?;
         let index = CollectionIndex::new(record.id, name, self.dim(), self.index_params(&record));
+        // A new, empty lexical index covers every change so far.
+        let dir = crate::index::persist::lexical_dir(&self.index_dir, record.id);
+        let (lexical, _) = LexicalIndex::open(&dir).map_err(PersistError::from)?;
+        lexical
+            .commit(self.store.last_seq()?)
+            .map_err(PersistError::from)?;
+        index.attach_lexical(Arc::new(lexical));
         self.indexes
             .write()
             .insert(name.to_owned(), Arc::new(index));
@@ -431,6 +456,7 @@ impl Db {
             documents: 0,
             created_ms: record.created_ms,
             vectors: record.vectors,
+            text_fields: record.text_fields,
         })
     }
 
@@ -438,6 +464,7 @@ impl Db {
     fn index_params(&self, record: &CollectionRecord) -> IndexParams {
         IndexParams {
             encoding: record.vectors,
+            text_fields: record.text_fields.clone(),
             ..self.options.index.clone()
         }
     }
@@ -453,6 +480,7 @@ impl Db {
                 documents: c.doc_count,
                 created_ms: c.created_ms,
                 vectors: c.vectors,
+                text_fields: c.text_fields,
             })
             .collect())
     }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::{Db, DbError, Result};
+use crate::index::lexical::{text_units, LexicalIndex};
 use crate::index::persist;
 use crate::index::{CollectionIndex, IndexDoc};
 use crate::store::{CollectionRecord, DocRecord};
@@ -37,6 +38,8 @@ impl Db {
         for record in &collections {
             let started = Instant::now();
             let (index, how) = self.recover_collection(record, last_seq, trimmed)?;
+            let lexical = self.recover_lexical(record, last_seq, trimmed, None)?;
+            index.attach_lexical(lexical);
             tracing::info!(
                 collection = %record.name,
                 documents = index.len(),
@@ -132,7 +135,8 @@ impl Db {
             match self.store.get_doc_with_vectors(index.collection_id(), id)? {
                 Some((record, vectors)) => {
                     if index.doc_seq(id) != Some(record.seq) {
-                        batch.extend(index_doc(record, vectors, self.dim()));
+                        let fields = &index.params().text_fields;
+                        batch.extend(index_doc(record, vectors, self.dim(), fields));
                     }
                 }
                 None => {
@@ -147,6 +151,109 @@ impl Db {
         Ok(touched.len())
     }
 
+    /// Opens (or takes over) a collection's lexical index and brings it up
+    /// to `last_seq`: from the change log when its last commit is not older
+    /// than `trimmed` (where the log starts), else from a scan of the store.
+    /// A damaged index directory is removed and rebuilt.
+    pub(super) fn recover_lexical(
+        &self,
+        record: &CollectionRecord,
+        last_seq: Seq,
+        trimmed: Seq,
+        open: Option<Arc<LexicalIndex>>,
+    ) -> Result<Arc<LexicalIndex>> {
+        let (lexical, committed) = match open {
+            Some(lexical) => (lexical, 0),
+            None => {
+                let dir = persist::lexical_dir(&self.index_dir, record.id);
+                let (lexical, committed) = match LexicalIndex::open(&dir) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        tracing::warn!(collection = %record.name, error = %e, "unusable lexical index; rebuilding");
+                        let _ = std::fs::remove_dir_all(&dir);
+                        LexicalIndex::open(&dir).map_err(persist::PersistError::from)?
+                    }
+                };
+                (Arc::new(lexical), committed)
+            }
+        };
+        if committed >= last_seq {
+            return Ok(lexical);
+        }
+        let started = Instant::now();
+        let count = if committed >= trimmed {
+            self.catch_up_lexical(&lexical, record, committed)?
+        } else {
+            lexical.clear().map_err(persist::PersistError::from)?;
+            let mut count = 0;
+            for item in self.store.scan_collection(record.id) {
+                let (doc, _) = item?;
+                self.lexical_upsert(&lexical, record, doc)?;
+                count += 1;
+            }
+            count
+        };
+        lexical
+            .commit(last_seq)
+            .map_err(persist::PersistError::from)?;
+        if count > 0 {
+            tracing::info!(
+                collection = %record.name,
+                documents = count,
+                from_log = committed >= trimmed,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "lexical index caught up"
+            );
+        }
+        Ok(lexical)
+    }
+
+    /// Re-applies to the lexical index every document of this collection
+    /// the change log names after `since`. Returns how many.
+    fn catch_up_lexical(
+        &self,
+        lexical: &LexicalIndex,
+        record: &CollectionRecord,
+        since: Seq,
+    ) -> Result<usize> {
+        let mut last_change: HashMap<String, Seq> = HashMap::new();
+        for change in self.store.changes_after(since) {
+            let (seq, change) = change?;
+            if change.collection_id == record.id {
+                last_change.insert(change.doc_id, seq);
+            }
+        }
+        for (id, seq) in &last_change {
+            match self.store.get_doc(record.id, id)? {
+                Some(doc) => self.lexical_upsert(lexical, record, doc)?,
+                None => lexical.remove(id, *seq),
+            }
+        }
+        Ok(last_change.len())
+    }
+
+    fn lexical_upsert(
+        &self,
+        lexical: &LexicalIndex,
+        record: &CollectionRecord,
+        doc: DocRecord,
+    ) -> Result<()> {
+        let metadata = match serde_json::from_str::<Value>(&doc.metadata_json) {
+            Ok(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let units = text_units(
+            doc.text.as_deref(),
+            &doc.segments,
+            &metadata,
+            &record.text_fields,
+        );
+        lexical
+            .upsert(&doc.id, doc.seq, &units)
+            .map_err(persist::PersistError::from)?;
+        Ok(())
+    }
+
     /// A fresh index of everything the store holds for a collection.
     fn build_from_store(&self, record: &CollectionRecord) -> Result<CollectionIndex> {
         let index = CollectionIndex::new(
@@ -158,7 +265,7 @@ impl Db {
         let mut batch = Vec::with_capacity(REBUILD_CHUNK.min(record.doc_count as usize));
         for item in self.store.scan_collection(record.id) {
             let (doc, vectors) = item?;
-            batch.extend(index_doc(doc, vectors, self.dim()));
+            batch.extend(index_doc(doc, vectors, self.dim(), &record.text_fields));
             if batch.len() >= REBUILD_CHUNK {
                 index.upsert(&std::mem::take(&mut batch));
             }
@@ -181,6 +288,12 @@ impl Db {
             };
             for record in records {
                 let fresh = Arc::new(self.build_from_store(&record)?);
+                // The lexical index is rebuilt in place (its directory is
+                // held open by the old index's writer).
+                let old = self.indexes.read().get(&record.name).cloned();
+                let lexical = old.as_ref().and_then(|i| i.lexical().cloned());
+                let last_seq = self.store.last_seq()?;
+                fresh.attach_lexical(self.recover_lexical(&record, last_seq, Seq::MAX, lexical)?);
                 self.indexes.write().insert(record.name.clone(), fresh);
             }
         }
@@ -237,7 +350,12 @@ impl Db {
 
 /// The index's view of a stored document; `None` (reported) for a malformed
 /// record, which is then left out of the index rather than failing the open.
-fn index_doc(record: DocRecord, vectors: Vec<f32>, dim: usize) -> Option<IndexDoc> {
+fn index_doc(
+    record: DocRecord,
+    vectors: Vec<f32>,
+    dim: usize,
+    text_fields: &[String],
+) -> Option<IndexDoc> {
     let metadata = match serde_json::from_str::<Value>(&record.metadata_json) {
         Ok(Value::Object(m)) => m,
         _ => {
@@ -255,6 +373,12 @@ fn index_doc(record: DocRecord, vectors: Vec<f32>, dim: usize) -> Option<IndexDo
         return None;
     }
     Some(IndexDoc {
+        text_units: text_units(
+            record.text.as_deref(),
+            &record.segments,
+            &metadata,
+            text_fields,
+        ),
         id: record.id,
         seq: record.seq,
         modality: record.modality,

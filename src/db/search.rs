@@ -3,8 +3,74 @@
 //! with the stored float32 vectors) → fetch records → hits.
 
 use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
-use crate::index::{CollectionIndex, Filter};
+use crate::index::fusion::{fuse, Fusion, DEFAULT_RRF_K};
+use crate::index::{CollectionIndex, Filter, IndexHit, PersistError};
 use crate::types::{l2_normalize, SegmentMatch};
+
+/// What a search ranks by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SearchMode {
+    /// Nearest vectors (the default).
+    #[default]
+    Vector,
+    /// BM25 over the documents' text; needs a text query, no model.
+    Lexical,
+    /// Both lists fused by reciprocal rank.
+    Hybrid,
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "vector" => Ok(SearchMode::Vector),
+            "lexical" => Ok(SearchMode::Lexical),
+            "hybrid" => Ok(SearchMode::Hybrid),
+            _ => Err(format!(
+                "unknown search mode {s:?} (expected vector, lexical or hybrid)"
+            )),
+        }
+    }
+}
+
+/// How hybrid search fuses its two lists (reciprocal-rank fusion).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HybridOptions {
+    /// RRF's constant `k` (60 by default): larger flattens the lists' heads.
+    pub rrf_k: f32,
+    /// Weight of the vector list.
+    pub vector_weight: f32,
+    /// Weight of the lexical list.
+    pub lexical_weight: f32,
+}
+
+impl Default for HybridOptions {
+    fn default() -> Self {
+        HybridOptions {
+            rrf_k: DEFAULT_RRF_K,
+            vector_weight: 1.0,
+            lexical_weight: 1.0,
+        }
+    }
+}
+
+impl HybridOptions {
+    pub fn validate(&self) -> Result<()> {
+        let ok = |x: f32| x.is_finite() && x >= 0.0;
+        if !ok(self.rrf_k) || !ok(self.vector_weight) || !ok(self.lexical_weight) {
+            return Err(DbError::BadInput(
+                "rrf_k and the weights must be finite and not negative".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How deep each list of a hybrid search goes for `k` results.
+fn hybrid_depth(k: usize) -> usize {
+    (k * 3).max(30)
+}
 
 /// Largest `k` a search may ask for.
 pub const MAX_K: usize = 10_000;
@@ -22,6 +88,57 @@ impl Db {
         let index = self.collection_index(collection)?;
         let query = self.normalized_query(query)?;
         self.search_index(&index, &query, k, filter, None)
+    }
+
+    /// The `k` documents whose text best matches `text` by BM25 (text of
+    /// text documents, their chunks, fused documents' text, and the
+    /// collection's `text_fields`), best first; `score` is the BM25 score
+    /// and `segment` the matching chunk. Needs no model.
+    pub fn search_lexical(
+        &self,
+        collection: &str,
+        text: &str,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        let index = self.collection_index(collection)?;
+        let hits = index
+            .search_lexical(text, k, filter, None)
+            .map_err(PersistError::from)?;
+        self.hits(&index, hits.into_iter().map(|h| (h, None)).collect())
+    }
+
+    /// Vector and lexical search fused by reciprocal rank: `query` is the
+    /// embedded form of `text` (or of whatever the caller searches with).
+    /// `score` is the fused score; `fusion` says where each hit ranked.
+    pub fn search_hybrid(
+        &self,
+        collection: &str,
+        query: &[f32],
+        text: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        options: &HybridOptions,
+    ) -> Result<Vec<Hit>> {
+        check_k(k)?;
+        options.validate()?;
+        let index = self.collection_index(collection)?;
+        let query = self.normalized_query(query)?;
+        let depth = hybrid_depth(k).min(MAX_K);
+        let cid = index.collection_id();
+        let vector = index.search(&query, depth, filter, None, |doc| {
+            self.store.get_vectors(cid, doc)
+        })?;
+        let lexical = index
+            .search_lexical(text, depth, filter, None)
+            .map_err(PersistError::from)?;
+        let weights = (options.vector_weight, options.lexical_weight);
+        let fused = fuse(&vector, &lexical, weights, options.rrf_k, k);
+        self.hits(
+            &index,
+            fused.into_iter().map(|(h, f)| (h, Some(f))).collect(),
+        )
     }
 
     /// The `k` documents nearest to a stored document's primary vector,
@@ -98,15 +215,23 @@ impl Db {
         filter: Option<&Filter>,
         exclude: Option<&str>,
     ) -> Result<Vec<Hit>> {
-        if k > MAX_K {
-            return Err(DbError::BadInput(format!("k = {k} is above {MAX_K}")));
-        }
+        check_k(k)?;
         let collection_id = index.collection_id();
         let hits = index.search(query, k, filter, exclude, |doc| {
             self.store.get_vectors(collection_id, doc)
         })?;
+        self.hits(index, hits.into_iter().map(|h| (h, None)).collect())
+    }
+
+    /// Index hits → hits with their records (a document deleted since the
+    /// index answered is skipped).
+    fn hits(
+        &self,
+        index: &CollectionIndex,
+        hits: Vec<(IndexHit, Option<Fusion>)>,
+    ) -> Result<Vec<Hit>> {
         let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
+        for (hit, fusion) in hits {
             // A document deleted since the index answered is skipped.
             let Some(record) = self.store.get_doc(index.collection_id(), &hit.doc)? else {
                 continue;
@@ -127,8 +252,16 @@ impl Db {
                 score: hit.score,
                 modality: record.modality,
                 segment,
+                fusion,
             });
         }
         Ok(out)
     }
+}
+
+fn check_k(k: usize) -> Result<()> {
+    if k > MAX_K {
+        return Err(DbError::BadInput(format!("k = {k} is above {MAX_K}")));
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::Value;
 
 use super::{hex, Content, Db, DbError, NewDocument, Result};
+use crate::index::lexical::text_units;
 use crate::index::{CollectionIndex, IndexDoc};
 use crate::store::codec::encode_vectors;
 use crate::store::{ContentWrite, DocWrite, StoreError};
@@ -265,6 +266,12 @@ impl Db {
                 id: outcome.record.id.clone(),
                 seq: outcome.record.seq,
                 modality: outcome.record.modality,
+                text_units: text_units(
+                    outcome.record.text.as_deref(),
+                    &outcome.record.segments,
+                    &p.metadata,
+                    &index.params().text_fields,
+                ),
                 metadata: p.metadata,
                 vectors: p.vectors,
             })

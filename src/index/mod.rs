@@ -18,10 +18,14 @@
 //!   codes in the graph instead of float32 vectors: searches collect
 //!   `rescore_factor × k` candidates by approximate score, then score those
 //!   exactly with float32 vectors the caller reads from the store.
+//! - Text: a collection's lexical (BM25) index ([`lexical`]) is attached
+//!   by the database and kept in step with the graph by `upsert`/`remove`.
 //! - Checkpoints: see [`persist`].
 pub mod codes;
 pub mod filter;
+pub mod fusion;
 pub mod hnsw;
+pub mod lexical;
 pub mod persist;
 pub mod postings;
 
@@ -29,9 +33,10 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use hnsw::{Hnsw, HnswConfig};
+use lexical::{LexicalError, LexicalIndex, TextUnit};
 use parking_lot::RwLock;
 use postings::Postings;
 use roaring::RoaringBitmap;
@@ -71,6 +76,9 @@ pub struct IndexParams {
     pub encoding: VectorEncoding,
     /// Compressed encodings: candidates rescored exactly per result wanted.
     pub rescore_factor: usize,
+    /// Metadata fields (dotted paths) whose strings the lexical index
+    /// matches as part of the document (per collection).
+    pub text_fields: Vec<String>,
 }
 
 impl Default for IndexParams {
@@ -91,6 +99,7 @@ impl Default for IndexParams {
             // reach the float32 graph's recall@10 (0.97 at ef 16, 0.999 at
             // 64); each costs a read from the store, so more is slower.
             rescore_factor: 2,
+            text_fields: Vec::new(),
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct IndexDoc {
     pub metadata: Arc<Map<String, Value>>,
     /// Unit vectors, flattened: the primary first, then one per segment.
     pub vectors: Vec<f32>,
+    /// What the lexical index matches ([`lexical::text_units`]).
+    pub text_units: Vec<TextUnit>,
 }
 
 /// A search result before the store is consulted. `segment` 0 is the
@@ -294,6 +305,8 @@ pub struct CollectionIndex {
     filtered_graph_searches: AtomicU64,
     loaded_from_checkpoint: AtomicBool,
     replayed_on_open: AtomicUsize,
+    /// The collection's lexical index, once the database attached it.
+    lexical: OnceLock<Arc<LexicalIndex>>,
 }
 
 impl CollectionIndex {
@@ -312,7 +325,20 @@ impl CollectionIndex {
             filtered_graph_searches: AtomicU64::new(0),
             loaded_from_checkpoint: AtomicBool::new(false),
             replayed_on_open: AtomicUsize::new(0),
+            lexical: OnceLock::new(),
         }
+    }
+
+    /// Attaches the lexical index (once; caught up to this index's
+    /// documents by the caller). From then on writes go to both.
+    pub fn attach_lexical(&self, lexical: Arc<LexicalIndex>) {
+        if self.lexical.set(lexical).is_err() {
+            tracing::warn!(collection = %self.name, "lexical index attached twice; kept the first");
+        }
+    }
+
+    pub fn lexical(&self) -> Option<&Arc<LexicalIndex>> {
+        self.lexical.get()
     }
 
     pub fn collection_id(&self) -> u32 {
@@ -352,10 +378,22 @@ impl CollectionIndex {
         if let (Some(first), Some(last)) = (planned.first(), planned.last()) {
             link(&graph, first.1.start..last.1.end);
         }
+        if let Some(lexical) = self.lexical.get() {
+            // Every version, not only the ones the graph took: the lexical
+            // index may be behind the graph (its own checkpoint).
+            for doc in docs {
+                if let Err(e) = lexical.upsert(&doc.id, doc.seq, &doc.text_units) {
+                    tracing::error!(collection = %self.name, error = %e, "lexical index update failed");
+                }
+            }
+        }
     }
 
     /// Tombstones a document if the index holds a version older than `seq`.
     pub fn remove(&self, id: &str, seq: Seq) -> bool {
+        if let Some(lexical) = self.lexical.get() {
+            lexical.remove(id, seq);
+        }
         let mut st = self.state.write();
         let removed = st.remove(id, seq);
         if removed {
@@ -528,6 +566,60 @@ impl CollectionIndex {
         rescore(query, found, k, self.dim, exact_vectors)
     }
 
+    /// The `k` best documents for a text `query` by BM25 (each with its
+    /// best-matching text unit as `segment`), among those `filter` takes.
+    /// Units of replaced or deleted versions are skipped. Empty without a
+    /// lexical index.
+    pub fn search_lexical(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        exclude: Option<&str>,
+    ) -> Result<Vec<IndexHit>, LexicalError> {
+        let Some(lexical) = self.lexical.get() else {
+            return Ok(Vec::new());
+        };
+        // Fetch more units than wanted: several may belong to one document,
+        // others are stale or filtered out. Widen until enough or all.
+        let mut limit = k.saturating_mul(4).max(16);
+        loop {
+            let units = lexical.search(query, limit)?;
+            let st = self.state.read();
+            let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
+            let mut seen: HashSet<&str> = HashSet::new();
+            for unit in &units {
+                let Some((id, entry)) = st.docs.get_key_value(unit.doc.as_str()) else {
+                    continue;
+                };
+                if entry.seq != unit.seq || exclude == Some(&**id) || !seen.insert(id) {
+                    continue;
+                }
+                let target = FilterTarget {
+                    collection: &self.name,
+                    modality: entry.modality,
+                    metadata: &entry.metadata,
+                };
+                if filter.is_some_and(|f| !f.matches(&target)) {
+                    continue;
+                }
+                hits.push(IndexHit {
+                    doc: id.clone(),
+                    seq: entry.seq,
+                    segment: unit.segment,
+                    score: unit.score,
+                });
+                if hits.len() == k {
+                    break;
+                }
+            }
+            if hits.len() >= k || units.len() < limit {
+                return Ok(hits);
+            }
+            limit = limit.saturating_mul(4);
+        }
+    }
+
     /// The `k` nearest documents by the graph's own scores (exact for
     /// float32, approximate for compressed vectors).
     fn candidates(
@@ -680,6 +772,9 @@ impl CollectionIndex {
             };
             (manifest, st.graph.clone())
         };
+        if let Some(lexical) = self.lexical.get() {
+            lexical.commit(seq)?;
+        }
         persist::write_checkpoint(dir, &mut manifest, Some(&graph))
     }
 
@@ -889,6 +984,8 @@ fn snapshot_docs(st: &State, dim: usize) -> Vec<IndexDoc> {
                 modality: d.modality,
                 metadata: d.metadata.clone(),
                 vectors: flat,
+                // The graph's rebuild only: the lexical index is untouched.
+                text_units: Vec::new(),
             }
         })
         .collect()

@@ -46,6 +46,8 @@ pub enum PersistError {
     Mismatch { path: PathBuf, reason: String },
     #[error("hnsw graph write/read failed: {0}")]
     Graph(String),
+    #[error(transparent)]
+    Lexical(#[from] super::lexical::LexicalError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
@@ -87,6 +89,11 @@ pub struct GraphFiles {
 
 pub fn manifest_path(dir: &Path, collection_id: u32) -> PathBuf {
     dir.join(format!("c{collection_id}.ckpt"))
+}
+
+/// The directory of a collection's lexical (tantivy) index.
+pub fn lexical_dir(dir: &Path, collection_id: u32) -> PathBuf {
+    dir.join(format!("c{collection_id}-lexical"))
 }
 
 fn graph_path(dir: &Path, basename: &str) -> PathBuf {
@@ -212,6 +219,7 @@ pub fn remove_graph_files(dir: &Path, id: u32, keep: Option<&str>) {
 pub fn remove_checkpoint(dir: &Path, id: u32) {
     let _ = fs::remove_file(manifest_path(dir, id));
     remove_graph_files(dir, id, None);
+    let _ = fs::remove_dir_all(lexical_dir(dir, id));
 }
 
 /// Reads and verifies a checkpoint. `Ok(None)` when there is none.

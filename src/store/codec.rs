@@ -54,10 +54,12 @@ pub struct CollectionRecord {
     pub doc_count: u64,
     /// How the collection's index holds vectors (chosen at creation).
     pub vectors: VectorEncoding,
+    /// Metadata fields the lexical index matches as document text.
+    pub text_fields: Vec<String>,
 }
 
-/// [`CollectionRecord`] as written before `vectors` existed: such
-/// collections hold float32 vectors.
+/// [`CollectionRecord`] as written before `vectors` and `text_fields`
+/// existed: such collections hold float32 vectors and index no metadata text.
 #[derive(Deserialize)]
 struct CollectionRecordV1 {
     id: u32,
@@ -79,6 +81,7 @@ pub fn decode_collection(bytes: &[u8]) -> Result<CollectionRecord, CodecError> {
                 created_ms: old.created_ms,
                 doc_count: old.doc_count,
                 vectors: VectorEncoding::F32,
+                text_fields: Vec::new(),
             })
         }
         other => other,
@@ -201,6 +204,7 @@ mod tests {
             created_ms: 123,
             doc_count: 9,
             vectors: VectorEncoding::Int8,
+            text_fields: vec!["title".into()],
         };
         assert_eq!(decode_collection(&encode(&rec).unwrap()).unwrap(), rec);
         // Bytes written before `vectors` existed: the same fields, no more.

@@ -510,6 +510,7 @@ impl Store {
         &self,
         name: &str,
         vectors: VectorEncoding,
+        text_fields: &[String],
     ) -> Result<CollectionRecord, StoreError> {
         self.transaction(|tx| {
             if tx.collections.get(name.as_bytes())?.is_some() {
@@ -528,6 +529,7 @@ impl Store {
                 created_ms: now_ms(),
                 doc_count: 0,
                 vectors,
+                text_fields: text_fields.to_vec(),
             };
             tx.put_collection(&record)?;
             Ok(record)

@@ -1,0 +1,364 @@
+//! The lexical (BM25) index of one collection, on tantivy: one tantivy
+//! document per *text unit* — a text chunk of a long text or PDF (the
+//! chunks that have vectors, by segment), or a document's whole text — with
+//! the document's id, segment number and version (`seq`).
+//!
+//! Derived data, like the graph: the store is the truth. Changes are
+//! applied in commit order by the write path; a commit carries the highest
+//! sequence number it covers (its payload), from which the change log
+//! catches it up on open (or the store rebuilds it). Searches commit first
+//! when changes are pending, so a write is searchable (and a delete gone)
+//! as soon as it is acknowledged; the caller drops hits whose `seq` is not
+//! the document's current one.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, Value as _, STORED, STRING, TEXT};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use thiserror::Error;
+
+use crate::types::{Seq, Span};
+
+/// Indexing memory of the writer (tantivy's minimum per thread is 15 MB).
+const WRITER_MEMORY: usize = 32 << 20;
+
+#[derive(Debug, Error)]
+#[error("lexical index at {path}: {reason}")]
+pub struct LexicalError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// A piece of a document's text that is indexed (and matched) on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextUnit {
+    /// 0: the document as a whole; `i > 0`: its segment `i - 1`.
+    pub segment: u32,
+    pub text: String,
+}
+
+/// A lexical match: a text unit and its BM25 score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LexicalHit {
+    pub doc: String,
+    pub segment: u32,
+    pub seq: Seq,
+    pub score: f32,
+}
+
+/// The units of a document: one per text chunk (`Span::Bytes` segment of
+/// `text`); without chunks, the whole text as unit 0. The string values of
+/// the metadata `fields` (dotted paths; strings or lists of strings) join
+/// unit 0, so a title or tag matches the document itself.
+pub fn text_units(
+    text: Option<&str>,
+    segments: &[Span],
+    metadata: &Map<String, Value>,
+    fields: &[String],
+) -> Vec<TextUnit> {
+    let mut units = Vec::new();
+    let mut whole = String::new();
+    if let Some(text) = text {
+        let mut chunked = false;
+        for (i, span) in segments.iter().enumerate() {
+            if let Span::Bytes { start, end } = *span {
+                if let Some(chunk) = text.get(start as usize..end as usize) {
+                    chunked = true;
+                    units.push(TextUnit {
+                        segment: i as u32 + 1,
+                        text: chunk.to_owned(),
+                    });
+                }
+            }
+        }
+        if !chunked {
+            whole.push_str(text);
+        }
+    }
+    for field in fields {
+        let mut value = metadata.get(field.split('.').next().unwrap_or(field));
+        for part in field.split('.').skip(1) {
+            value = value.and_then(|v| v.get(part));
+        }
+        let strings: Vec<&str> = match value {
+            Some(Value::String(s)) => vec![s.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for s in strings {
+            whole.push('\n');
+            whole.push_str(s);
+        }
+    }
+    if !whole.trim().is_empty() {
+        units.insert(
+            0,
+            TextUnit {
+                segment: 0,
+                text: whole,
+            },
+        );
+    }
+    units
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    doc_id: Field,
+    segment: Field,
+    seq: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let fields = Fields {
+        doc_id: builder.add_text_field("doc_id", STRING | STORED),
+        segment: builder.add_u64_field("segment", STORED),
+        seq: builder.add_u64_field("seq", STORED),
+        text: builder.add_text_field("text", TEXT),
+    };
+    (builder.build(), fields)
+}
+
+/// One collection's lexical index. All methods take `&self`.
+pub struct LexicalIndex {
+    dir: PathBuf,
+    index: Index,
+    fields: Fields,
+    writer: Mutex<IndexWriter>,
+    reader: IndexReader,
+    /// Every change to this collection up to here is in the writer.
+    applied_seq: AtomicU64,
+    /// Changes in the writer that are not committed (not yet searchable).
+    dirty: AtomicBool,
+}
+
+impl LexicalIndex {
+    /// Opens the index in `dir` (created when missing). Returns it with the
+    /// sequence number its last commit covers (0 for a new one).
+    pub fn open(dir: &Path) -> Result<(LexicalIndex, Seq), LexicalError> {
+        let err = |e: &dyn std::fmt::Display| LexicalError {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir).map_err(|e| err(&e))?;
+        let index = Index::open_or_create(directory, schema).map_err(|e| err(&e))?;
+        let committed = match index.load_metas().map_err(|e| err(&e))?.payload {
+            None => 0,
+            Some(p) => p
+                .parse::<Seq>()
+                .map_err(|_| err(&format!("commit payload {p:?} is not a sequence number")))?,
+        };
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(|e| err(&e))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| err(&e))?;
+        Ok((
+            LexicalIndex {
+                dir: dir.to_owned(),
+                index,
+                fields,
+                writer: Mutex::new(writer),
+                reader,
+                applied_seq: AtomicU64::new(committed),
+                dirty: AtomicBool::new(false),
+            },
+            committed,
+        ))
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> LexicalError {
+        LexicalError {
+            path: self.dir.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Replaces a document's units (none: it only leaves the index).
+    pub fn upsert(&self, id: &str, seq: Seq, units: &[TextUnit]) -> Result<(), LexicalError> {
+        let writer = self.writer.lock();
+        writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
+        for unit in units {
+            let mut doc = TantivyDocument::new();
+            doc.add_text(self.fields.doc_id, id);
+            doc.add_u64(self.fields.segment, u64::from(unit.segment));
+            doc.add_u64(self.fields.seq, seq);
+            doc.add_text(self.fields.text, &unit.text);
+            writer.add_document(doc).map_err(|e| self.error(e))?;
+        }
+        self.applied(seq);
+        Ok(())
+    }
+
+    pub fn remove(&self, id: &str, seq: Seq) {
+        let writer = self.writer.lock();
+        writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
+        self.applied(seq);
+    }
+
+    fn applied(&self, seq: Seq) {
+        self.applied_seq.fetch_max(seq, Ordering::AcqRel);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Drops everything (before a rebuild from the store).
+    pub fn clear(&self) -> Result<(), LexicalError> {
+        self.writer
+            .lock()
+            .delete_all_documents()
+            .map_err(|e| self.error(e))?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the applied changes durable and searchable; the commit covers
+    /// every change up to `seq` (at least what was applied).
+    pub fn commit(&self, seq: Seq) -> Result<(), LexicalError> {
+        let mut writer = self.writer.lock();
+        let covered = self.applied_seq.fetch_max(seq, Ordering::AcqRel).max(seq);
+        let mut prepared = writer.prepare_commit().map_err(|e| self.error(e))?;
+        prepared.set_payload(&covered.to_string());
+        prepared.commit().map_err(|e| self.error(e))?;
+        self.dirty.store(false, Ordering::Release);
+        self.reader.reload().map_err(|e| self.error(e))
+    }
+
+    /// Commits pending changes so the next search sees them.
+    fn refresh(&self) -> Result<(), LexicalError> {
+        if self.dirty.load(Ordering::Acquire) {
+            self.commit(0)?;
+        }
+        Ok(())
+    }
+
+    /// The `limit` best text units for `query` by BM25 (any of its words
+    /// may match; rarer words weigh more), best first.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<LexicalHit>, LexicalError> {
+        self.refresh()?;
+        let mut analyzer = self
+            .index
+            .tokenizer_for_field(self.fields.text)
+            .map_err(|e| self.error(e))?;
+        let mut stream = analyzer.token_stream(query);
+        let mut words: Vec<String> = Vec::new();
+        while stream.advance() {
+            let word = &stream.token().text;
+            if !words.contains(word) {
+                words.push(word.clone());
+            }
+        }
+        if words.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = words
+            .iter()
+            .map(|w| {
+                let term = Term::from_field_text(self.fields.text, w);
+                let query: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                (Occur::Should, query)
+            })
+            .collect();
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit))
+            .map_err(|e| self.error(e))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
+            let id = doc.get_first(self.fields.doc_id).and_then(|v| v.as_str());
+            let segment = doc.get_first(self.fields.segment).and_then(|v| v.as_u64());
+            let seq = doc.get_first(self.fields.seq).and_then(|v| v.as_u64());
+            let (Some(id), Some(segment), Some(seq)) = (id, segment, seq) else {
+                return Err(self.error("a stored unit lacks its id, segment or seq"));
+            };
+            hits.push(LexicalHit {
+                doc: id.to_owned(),
+                segment: segment as u32,
+                seq,
+                score,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Text units in the index (committed).
+    pub fn units(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn units_follow_chunks_whole_text_and_named_fields() {
+        let meta = json!({"title": "Annual report", "tags": ["finance", "2024"], "n": 3, "a": {"b": "deep"}});
+        let meta = meta.as_object().unwrap();
+        let fields = vec!["title".to_owned(), "tags".to_owned(), "n".to_owned(), "a.b".to_owned()];
+        let units = text_units(Some("hello world"), &[], meta, &fields);
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].segment, 0);
+        assert_eq!(units[0].text, "hello world\nAnnual report\nfinance\n2024\ndeep");
+        let spans = [
+            Span::Page { page: 1 },
+            Span::Bytes { start: 0, end: 5 },
+            Span::Bytes { start: 6, end: 11 },
+        ];
+        let units = text_units(Some("hello world"), &spans, meta, &[]);
+        assert_eq!(
+            units,
+            vec![
+                TextUnit { segment: 2, text: "hello".into() },
+                TextUnit { segment: 3, text: "world".into() },
+            ]
+        );
+        assert!(text_units(None, &[], meta, &[]).is_empty());
+        assert!(text_units(Some("  "), &[], meta, &[]).is_empty());
+    }
+
+    #[test]
+    fn finds_rare_words_forgets_replaced_and_removed_documents_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = |t: &str| vec![TextUnit { segment: 0, text: t.into() }];
+        {
+            let (lex, seq) = LexicalIndex::open(dir.path()).unwrap();
+            assert_eq!(seq, 0);
+            lex.upsert("a", 1, &unit("red apple pie")).unwrap();
+            lex.upsert("b", 2, &unit("green apple QX-48213")).unwrap();
+            lex.upsert("c", 3, &unit("blue sky")).unwrap();
+            let hits = lex.search("qx-48213", 10).unwrap();
+            assert_eq!(hits[0].doc, "b");
+            assert_eq!(hits.len(), 1);
+            let hits = lex.search("apple", 10).unwrap();
+            assert_eq!(hits.len(), 2);
+            // Replaced: the old words no longer match; removed: nothing does.
+            lex.upsert("a", 4, &unit("plain toast")).unwrap();
+            assert!(lex.search("pie", 10).unwrap().is_empty());
+            assert_eq!(lex.search("toast", 10).unwrap()[0].seq, 4);
+            lex.remove("c", 5);
+            assert!(lex.search("sky", 10).unwrap().is_empty());
+            assert!(lex.search("", 10).unwrap().is_empty());
+            assert!(lex.search("!!", 10).unwrap().is_empty());
+            lex.commit(9).unwrap();
+        }
+        let (lex, seq) = LexicalIndex::open(dir.path()).unwrap();
+        assert_eq!(seq, 9);
+        assert_eq!(lex.units(), 2);
+        assert_eq!(lex.search("toast", 10).unwrap()[0].doc, "a");
+    }
+}
