@@ -21,8 +21,8 @@ use crate::db::{
     content_modality, files::IngestOptions, ContentData, Hit, HybridOptions, NewDocument,
     SearchMode,
 };
-use crate::index::fusion::DEFAULT_RRF_K;
 use crate::engine::{EmbedRequest, ImageData};
+use crate::index::fusion::DEFAULT_RRF_K;
 use crate::index::Filter;
 use crate::media::{detect_kind, MediaKind};
 use crate::types::Modality;

@@ -51,6 +51,21 @@ pub fn document() -> Value {
         "embeddings": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
         "shape": {"type": "array", "items": {"type": "integer"}},
         "model": {"type": "string"}}});
+    let search_body = json!({"required": true, "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "text": {"type": "string"}, "image": image_ref.clone(), "document_id": {"type": "string"},
+                    "vector": {"type": "array", "items": {"type": "number"}},
+                    "k": {"type": "integer", "default": 10}, "filter": {"type": "object"},
+                    "instruction": {"type": "string"},
+                    "mode": {"enum": ["vector", "lexical", "hybrid"], "default": "vector",
+                        "description": "lexical: BM25 over the documents' text (needs `text` only); hybrid: vector and lexical lists fused by reciprocal rank (`text`, with `image` or `vector` at most)"},
+                    "rrf_k": {"type": "number", "default": 60},
+                    "weights": {"type": "object", "properties": {"vector": {"type": "number", "default": 1}, "lexical": {"type": "number", "default": 1}}},
+                    "include": {"type": "array", "items": {"enum": ["metadata", "text", "vector", "scores", "chunk"]}}}}},
+                "multipart/form-data": {"schema": {"type": "object", "properties": {
+                    "file": {"type": "string", "format": "binary"}, "text": {"type": "string"},
+                    "k": {"type": "integer"}, "filter": {"type": "string"},
+                    "mode": {"enum": ["vector", "lexical", "hybrid"]}, "rrf_k": {"type": "number"}}}}}});
     let paths = json!({
         "/health": {"get": op("Liveness (no auth)", None, ok("ok"))},
         "/info": {"get": op("Model, device, versions, document counts", None, ok("info"))},
@@ -112,21 +127,7 @@ pub fn document() -> Value {
         "/collections/{collection}/documents/{id}/content": {
             "get": op("The stored bytes, with their content type", None, ok("bytes"))},
         "/collections/{collection}/search": {"post": op("Search by text, image, both, a stored document or a vector",
-            Some(json!({"required": true, "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "text": {"type": "string"}, "image": image_ref, "document_id": {"type": "string"},
-                    "vector": {"type": "array", "items": {"type": "number"}},
-                    "k": {"type": "integer", "default": 10}, "filter": {"type": "object"},
-                    "instruction": {"type": "string"},
-                    "mode": {"enum": ["vector", "lexical", "hybrid"], "default": "vector",
-                        "description": "lexical: BM25 over the documents' text (needs `text` only); hybrid: vector and lexical lists fused by reciprocal rank (`text`, with `image` or `vector` at most)"},
-                    "rrf_k": {"type": "number", "default": 60},
-                    "weights": {"type": "object", "properties": {"vector": {"type": "number", "default": 1}, "lexical": {"type": "number", "default": 1}}},
-                    "include": {"type": "array", "items": {"enum": ["metadata", "text", "vector", "scores", "chunk"]}}}}},
-                "multipart/form-data": {"schema": {"type": "object", "properties": {
-                    "file": {"type": "string", "format": "binary"}, "text": {"type": "string"},
-                    "k": {"type": "integer"}, "filter": {"type": "string"},
-                    "mode": {"enum": ["vector", "lexical", "hybrid"]}, "rrf_k": {"type": "number"}}}}}})),
+            Some(search_body),
             ok("{\"hits\": [{\"id\", \"score\", \"modality\", \"metadata\", \"content_url\", \"segment\"?, \"chunk\"?, \"scores\"?}], \"took_ms\"}"))},
     });
     json!({

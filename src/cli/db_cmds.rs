@@ -322,7 +322,12 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         (SearchMode::Lexical, Some(text))
             if args.image.is_none() && args.document.is_none() && args.vector.is_none() =>
         {
-            open_existing(loaded)?.search_lexical(&args.collection, text, args.k, filter.as_ref())?
+            open_existing(loaded)?.search_lexical(
+                &args.collection,
+                text,
+                args.k,
+                filter.as_ref(),
+            )?
         }
         (SearchMode::Lexical, _) => bail!("--mode lexical searches with --text only"),
         (SearchMode::Hybrid, Some(text)) if args.document.is_none() => {
@@ -337,7 +342,14 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
                 let engine = super::start_engine(loaded)?;
                 let db = open_with_engine(loaded, &engine)?;
                 let query = engine.embed(content_request(&args)?)?;
-                db.search_hybrid(&args.collection, &query, text, args.k, filter.as_ref(), &hybrid)?
+                db.search_hybrid(
+                    &args.collection,
+                    &query,
+                    text,
+                    args.k,
+                    filter.as_ref(),
+                    &hybrid,
+                )?
             }
         }
         (SearchMode::Hybrid, _) => {
@@ -381,12 +393,7 @@ fn vector_search(
     let hits = if let Some(id) = &args.document {
         open_existing(loaded)?.search_by_document(&args.collection, id, args.k, filter)?
     } else if let Some(v) = &args.vector {
-        open_existing(loaded)?.search(
-            &args.collection,
-            &parse_vector(v)?,
-            args.k,
-            filter,
-        )?
+        open_existing(loaded)?.search(&args.collection, &parse_vector(v)?, args.k, filter)?
     } else {
         let engine = super::start_engine(loaded)?;
         let db = open_with_engine(loaded, &engine)?;

@@ -132,7 +132,8 @@ pub fn hit_json(h: &super::Hit) -> Value {
 /// A hybrid hit's place in each list: `{"vector": {"rank", "score"},
 /// "lexical": …}` (`null` for a list it was not in).
 pub fn fusion_json(f: &crate::index::fusion::Fusion) -> Value {
-    let place = |p: Option<(u32, f32)>| p.map(|(rank, score)| json!({"rank": rank, "score": score}));
+    let place =
+        |p: Option<(u32, f32)>| p.map(|(rank, score)| json!({"rank": rank, "score": score}));
     json!({"vector": place(f.vector), "lexical": place(f.lexical)})
 }
 

@@ -2,6 +2,12 @@
 //! Büttcher 2009): a document's fused score is `Σ weight / (k + rank)` over
 //! the lists it appears in (ranks from 1), so agreeing lists lift it and no
 //! list's raw score scale matters.
+//!
+//! Equal fused scores are common (rank 1 of one list against rank 1 of the
+//! other); they go to the hit its own list singles out more: the gap to
+//! the next hit's score, as a share of the list's score range (a lone hit:
+//! all of it). So an exact identifier that only one document contains beats
+//! the head of an undecided vector list.
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,6 +24,30 @@ pub struct Fusion {
     pub lexical: Option<(u32, f32)>,
 }
 
+/// How far the hit at `i` stands above the next one, as a share of the
+/// list's score range (1 for a lone hit, 0 where all scores are equal).
+fn standout(list: &[IndexHit], i: usize) -> f32 {
+    let (first, last) = (list[0].score, list[list.len() - 1].score);
+    if list.len() == 1 {
+        return 1.0;
+    }
+    let next = list.get(i + 1).map_or(list[i].score, |h| h.score);
+    let range = first - last;
+    if range > 0.0 {
+        (list[i].score - next) / range
+    } else {
+        0.0
+    }
+}
+
+struct Entry {
+    hit: IndexHit,
+    fusion: Fusion,
+    score: f32,
+    best_rank: u32,
+    standout: f32,
+}
+
 /// Fuses a vector and a lexical list (each best first, one hit per
 /// document) into the `k` best by weighted RRF. A document keeps the
 /// segment of the list that ranked it higher; its score becomes the fused
@@ -29,37 +59,49 @@ pub fn fuse(
     rrf_k: f32,
     k: usize,
 ) -> Vec<(IndexHit, Fusion)> {
-    let mut by_doc: HashMap<Arc<str>, (IndexHit, Fusion, f32, u32)> = HashMap::new();
+    let mut by_doc: HashMap<Arc<str>, Entry> = HashMap::new();
     for (list, weight, is_vector) in [(vector, weights.0, true), (lexical, weights.1, false)] {
         for (i, hit) in list.iter().enumerate() {
             let rank = i as u32 + 1;
             let gain = weight / (rrf_k + rank as f32);
-            let entry = by_doc
-                .entry(hit.doc.clone())
-                .or_insert_with(|| (hit.clone(), Fusion::default(), 0.0, rank));
-            if rank < entry.3 {
-                entry.0.segment = hit.segment;
-                entry.3 = rank;
+            let entry = by_doc.entry(hit.doc.clone()).or_insert_with(|| Entry {
+                hit: hit.clone(),
+                fusion: Fusion::default(),
+                score: 0.0,
+                best_rank: rank,
+                standout: 0.0,
+            });
+            if rank < entry.best_rank {
+                entry.hit.segment = hit.segment;
+                entry.best_rank = rank;
             }
-            entry.2 += gain;
+            entry.score += gain;
+            if weight > 0.0 {
+                entry.standout = entry.standout.max(standout(list, i));
+            }
             let place = Some((rank, hit.score));
             if is_vector {
-                entry.1.vector = place;
+                entry.fusion.vector = place;
             } else {
-                entry.1.lexical = place;
+                entry.fusion.lexical = place;
             }
         }
     }
-    let mut fused: Vec<(IndexHit, Fusion)> = by_doc
-        .into_values()
-        .map(|(mut hit, fusion, score, _)| {
-            hit.score = score;
-            (hit, fusion)
-        })
-        .collect();
-    fused.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then(a.0.doc.cmp(&b.0.doc)));
+    let mut fused: Vec<Entry> = by_doc.into_values().collect();
+    fused.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.standout.total_cmp(&a.standout))
+            .then(a.hit.doc.cmp(&b.hit.doc))
+    });
     fused.truncate(k);
     fused
+        .into_iter()
+        .map(|mut e| {
+            e.hit.score = e.score;
+            (e.hit, e.fusion)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -84,7 +126,8 @@ mod tests {
         let l = hits(&["c", "d", "a"], 2);
         let fused = fuse(&v, &l, (1.0, 1.0), 60.0, 10);
         let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();
-        // a: 1/61 + 1/63, c: 1/63 + 1/61 (tie, by id), then b (1/62), d (1/62).
+        // a: 1/61 + 1/63, c: 1/63 + 1/61 (a tie; equal standouts: by id),
+        // then b and d (1/62 each, by id).
         assert_eq!(order, ["a", "c", "b", "d"]);
         assert!((fused[0].0.score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-7);
         assert_eq!(fused[0].1.vector, Some((1, 10.0)));
@@ -96,6 +139,15 @@ mod tests {
         let fused = fuse(&v, &l, (0.2, 1.0), 60.0, 2);
         assert_eq!(fused.len(), 2);
         assert_eq!(&*fused[0].0.doc, "c");
+        // Tied heads: the lone lexical hit stands out fully, the vector
+        // list's head barely (10 vs 9.9 in a range of 10 to 1).
+        let mut flat = hits(&["v1", "v2", "v3"], 0);
+        flat[1].score = 9.9;
+        flat[2].score = 1.0;
+        let lone = hits(&["z"], 0);
+        let fused = fuse(&flat, &lone, (1.0, 1.0), 60.0, 3);
+        assert_eq!(&*fused[0].0.doc, "z");
+        assert_eq!(fused[0].0.score, fused[1].0.score);
         // One empty list: the other's order.
         let fused = fuse(&v, &[], (1.0, 1.0), 60.0, 10);
         let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();

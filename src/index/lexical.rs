@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value as _, STORED, STRING, TEXT};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use thiserror::Error;
@@ -243,34 +243,44 @@ impl LexicalIndex {
         Ok(())
     }
 
-    /// The `limit` best text units for `query` by BM25 (any of its words
-    /// may match; rarer words weigh more), best first.
+    /// The `limit` best text units for `query` by BM25, best first. Any of
+    /// the query's words may match (rarer words weigh more); a word the
+    /// tokenizer splits — an identifier such as `QX-48213` or `e-mail` —
+    /// matches only as that phrase, not as its common parts.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<LexicalHit>, LexicalError> {
         self.refresh()?;
         let mut analyzer = self
             .index
             .tokenizer_for_field(self.fields.text)
             .map_err(|e| self.error(e))?;
-        let mut stream = analyzer.token_stream(query);
-        let mut words: Vec<String> = Vec::new();
-        while stream.advance() {
-            let word = &stream.token().text;
-            if !words.contains(word) {
-                words.push(word.clone());
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        for word in query.split_whitespace() {
+            let mut stream = analyzer.token_stream(word);
+            let mut tokens: Vec<String> = Vec::new();
+            while stream.advance() {
+                tokens.push(stream.token().text.clone());
             }
+            if tokens.is_empty() || seen.contains(&tokens) {
+                continue;
+            }
+            let terms: Vec<Term> = tokens
+                .iter()
+                .map(|t| Term::from_field_text(self.fields.text, t))
+                .collect();
+            let clause: Box<dyn Query> = match terms.len() {
+                1 => Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                )),
+                _ => Box::new(PhraseQuery::new(terms)),
+            };
+            clauses.push((Occur::Should, clause));
+            seen.push(tokens);
         }
-        if words.is_empty() || limit == 0 {
+        if clauses.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
-        let clauses: Vec<(Occur, Box<dyn Query>)> = words
-            .iter()
-            .map(|w| {
-                let term = Term::from_field_text(self.fields.text, w);
-                let query: Box<dyn Query> =
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
-                (Occur::Should, query)
-            })
-            .collect();
         let searcher = self.reader.searcher();
         let top = searcher
             .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(limit))
@@ -309,11 +319,19 @@ mod tests {
     fn units_follow_chunks_whole_text_and_named_fields() {
         let meta = json!({"title": "Annual report", "tags": ["finance", "2024"], "n": 3, "a": {"b": "deep"}});
         let meta = meta.as_object().unwrap();
-        let fields = vec!["title".to_owned(), "tags".to_owned(), "n".to_owned(), "a.b".to_owned()];
+        let fields = vec![
+            "title".to_owned(),
+            "tags".to_owned(),
+            "n".to_owned(),
+            "a.b".to_owned(),
+        ];
         let units = text_units(Some("hello world"), &[], meta, &fields);
         assert_eq!(units.len(), 1);
         assert_eq!(units[0].segment, 0);
-        assert_eq!(units[0].text, "hello world\nAnnual report\nfinance\n2024\ndeep");
+        assert_eq!(
+            units[0].text,
+            "hello world\nAnnual report\nfinance\n2024\ndeep"
+        );
         let spans = [
             Span::Page { page: 1 },
             Span::Bytes { start: 0, end: 5 },
@@ -323,8 +341,14 @@ mod tests {
         assert_eq!(
             units,
             vec![
-                TextUnit { segment: 2, text: "hello".into() },
-                TextUnit { segment: 3, text: "world".into() },
+                TextUnit {
+                    segment: 2,
+                    text: "hello".into()
+                },
+                TextUnit {
+                    segment: 3,
+                    text: "world".into()
+                },
             ]
         );
         assert!(text_units(None, &[], meta, &[]).is_empty());
@@ -334,7 +358,12 @@ mod tests {
     #[test]
     fn finds_rare_words_forgets_replaced_and_removed_documents_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
-        let unit = |t: &str| vec![TextUnit { segment: 0, text: t.into() }];
+        let unit = |t: &str| {
+            vec![TextUnit {
+                segment: 0,
+                text: t.into(),
+            }]
+        };
         {
             let (lex, seq) = LexicalIndex::open(dir.path()).unwrap();
             assert_eq!(seq, 0);
@@ -344,6 +373,12 @@ mod tests {
             let hits = lex.search("qx-48213", 10).unwrap();
             assert_eq!(hits[0].doc, "b");
             assert_eq!(hits.len(), 1);
+            // A split word is a phrase: its parts elsewhere do not match.
+            lex.upsert("d", 6, &unit("qx 1 48213 qx")).unwrap();
+            let hits = lex.search("QX-48213", 10).unwrap();
+            assert_eq!(hits.len(), 1);
+            assert_eq!(lex.search("qx", 10).unwrap().len(), 2);
+            lex.remove("d", 7);
             let hits = lex.search("apple", 10).unwrap();
             assert_eq!(hits.len(), 2);
             // Replaced: the old words no longer match; removed: nothing does.

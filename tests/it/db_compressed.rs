@@ -9,13 +9,16 @@ use tkr_embed::types::{dot, Modality, Span, VectorEncoding};
 use crate::db_common::{brute_force, clustered, doc_id, ids, load, open, random_unit, recall};
 
 const DIM: usize = 48;
-const INT8: CollectionOptions = CollectionOptions {
-    vectors: VectorEncoding::Int8,
-};
+fn int8() -> CollectionOptions {
+    CollectionOptions {
+        vectors: VectorEncoding::Int8,
+        ..CollectionOptions::default()
+    }
+}
 
 fn create_both(db: &Db, data: &[Vec<f32>]) {
     db.create_collection("f").unwrap();
-    db.create_collection_with("q", INT8).unwrap();
+    db.create_collection_with("q", int8()).unwrap();
     load(db, "f", data, 500);
     load(db, "q", data, 500);
 }
@@ -70,7 +73,7 @@ fn int8_collection_finds_the_same_documents_with_exact_scores() {
 fn int8_rescoring_picks_the_best_segment_and_respects_filters_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), DIM);
-    db.create_collection_with("q", INT8).unwrap();
+    db.create_collection_with("q", int8()).unwrap();
     let others = clustered(400, DIM, 5, 31);
     load(&db, "q", &others, 200);
     // A video whose second segment is the query itself.
@@ -136,7 +139,7 @@ fn int8_collection_survives_reopen_checkpoint_and_reindex() {
     };
     let before = {
         let db = open(dir.path(), DIM);
-        db.create_collection_with("q", INT8).unwrap();
+        db.create_collection_with("q", int8()).unwrap();
         load(&db, "q", &data, 500);
         results(&db)
     };

@@ -15,6 +15,7 @@ mod db_concurrency;
 mod db_deletes;
 mod db_durability;
 mod db_filters;
+mod db_lexical;
 mod db_persistence;
 mod db_recall;
 mod engine;
