@@ -88,6 +88,7 @@ fn kill_content(id: &str) -> Option<Vec<u8>> {
 fn kill_doc(id: &str, version: u64) -> NewDocument {
     let mut doc = NewDocument::new(Modality::Document, kill_vector(id, version))
         .with_id(id)
+        .with_text(format!("{id} v{version}"))
         .with_metadata(json!({ "v": version }));
     if let Some(bytes) = kill_content(id) {
         doc = doc.with_content(Content::Bytes {
@@ -221,11 +222,28 @@ impl Acked {
                 hits[0].id, *id,
                 "cycle {cycle}: {id} not found by its own vector"
             );
+            // The lexical index (tantivy, caught up from the change log)
+            // finds it by the id in its text, at its current version.
+            let hits = db.search_lexical("k", id, 1, None).unwrap();
+            assert_eq!(
+                hits.first().map(|h| h.id.as_str()),
+                Some(id.as_str()),
+                "cycle {cycle}: {id} lexically"
+            );
+            let hits = db
+                .search_lexical("k", &format!("{id} v{v}"), 1, None)
+                .unwrap();
+            assert_eq!(hits[0].metadata["v"], v, "cycle {cycle}: {id}");
         }
         for id in &self.deleted {
             assert!(
                 db.get("k", id).unwrap().is_none(),
                 "cycle {cycle}: deleted {id} is back"
+            );
+            let hits = db.search_lexical("k", id, 5, None).unwrap();
+            assert!(
+                hits.iter().all(|h| h.id != *id),
+                "cycle {cycle}: deleted {id} is back in the lexical index"
             );
         }
         let stats = db.stats().unwrap();
