@@ -175,6 +175,70 @@ fn vectors_can_be_given_without_a_model() {
 }
 
 #[test]
+fn lexical_and_hybrid_search_without_a_model() {
+    let t = Tkr::new();
+    for (id, v, text) in [
+        ("a", "[1, 0, 0]", "invoice QX-48213 overdue"),
+        ("b", "[0, 1, 0]", "meeting notes about the invoice"),
+        ("c", "[0, 0, 1]", "holiday photos"),
+    ] {
+        t.json(&[
+            "insert", "--id", id, "--vector", v, "--text", text, "--json",
+        ]);
+    }
+    let v = t.json(&[
+        "search", "--mode", "lexical", "--text", "qx-48213", "--json",
+    ]);
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["id"], "a");
+    let v = t.json(&[
+        "search", "--mode", "lexical", "--text", "invoice", "--k", "5", "--json",
+    ]);
+    assert_eq!(v["hits"].as_array().unwrap().len(), 2);
+    // Hybrid with a precomputed vector: c is nearest, a has the code.
+    let v = t.json(&[
+        "search",
+        "--mode",
+        "hybrid",
+        "--vector",
+        "[0, 0.1, 1]",
+        "--text",
+        "QX-48213",
+        "--json",
+    ]);
+    let hits = v["hits"].as_array().unwrap();
+    let a = hits.iter().find(|h| h["id"] == "a").unwrap();
+    assert_eq!(a["scores"]["lexical"]["rank"], 1);
+    let c = hits.iter().find(|h| h["id"] == "c").unwrap();
+    assert_eq!(c["scores"]["vector"]["rank"], 1);
+    assert!(c["scores"]["lexical"].is_null());
+    // Table output works too.
+    let out = t.run(&["search", "--mode", "lexical", "--text", "holiday"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains('c'));
+    for (args, message) in [
+        (
+            vec!["search", "--mode", "lexical", "--vector", "[1,0,0]"],
+            "--text only",
+        ),
+        (
+            vec!["search", "--mode", "fuzzy", "--text", "x"],
+            "vector, lexical or hybrid",
+        ),
+        (
+            vec!["search", "--mode", "hybrid", "--document", "a"],
+            "needs --text",
+        ),
+    ] {
+        let out = t.run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn int8_collections_from_the_cli() {
     let t = Tkr::new();
     t.json(&["insert", "--id", "a", "--vector", "[1, 0, 0]", "--json"]);

@@ -649,3 +649,86 @@ fn serve_binary_shuts_down_gracefully() {
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["text"], "still here after restart");
 }
+
+#[test]
+fn lexical_and_hybrid_search_over_http() {
+    let s = TestServer::start();
+    let r = s.post_json(
+        "/collections",
+        &json!({"name": "rag", "text_fields": ["title"]}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["text_fields"], json!(["title"]));
+    let docs = [
+        ("inv", "invoice QX-48213 is overdue", "Billing"),
+        ("memo", "meeting notes about the invoice", "Minutes"),
+        ("trip", "photos from the holiday", "Lisbon trip"),
+    ];
+    for (id, text, title) in docs {
+        let r = s.post_json(
+            "/collections/rag/documents",
+            &json!({"id": id, "text": text, "metadata": {"title": title}}),
+        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    }
+    let search = |body: Value| s.post_json("/collections/rag/search", &body);
+
+    let r = search(json!({"text": "qx-48213", "mode": "lexical", "include": ["chunk", "scores"]}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let hits = r.json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["id"], "inv");
+    assert_eq!(hits[0]["chunk"], "invoice QX-48213 is overdue");
+    assert!(
+        hits[0]["scores"].is_null(),
+        "only hybrid hits have per-list scores"
+    );
+    // The title (a text field) matches; filters apply.
+    let r = search(json!({"text": "lisbon", "mode": "lexical"}));
+    assert_eq!(r.json["hits"][0]["id"], "trip");
+    let r = search(json!({"text": "invoice", "mode": "lexical",
+        "filter": {"field": "title", "eq": "Minutes"}}));
+    let hits = r.json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["id"], "memo");
+
+    // Hybrid: the text is embedded and matched; the code decides.
+    let r = search(json!({"text": "QX-48213", "mode": "hybrid", "include": ["scores"]}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let hits = r.json["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["id"], "inv", "{}", r.json);
+    assert_eq!(hits[0]["scores"]["lexical"]["rank"], 1);
+    assert_eq!(hits.len(), 3, "the vector list brings the rest");
+    let r = search(json!({"text": "invoice", "mode": "hybrid", "rrf_k": 10,
+        "weights": {"vector": 0.5, "lexical": 2}}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    // An image has no lexical part: hybrid is vector search then.
+    let png = image_bytes("img_medium_333x250");
+    let r = search(json!({"image": data_url(&png), "mode": "hybrid", "k": 2}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["hits"].as_array().unwrap().len(), 2);
+
+    for (body, needle) in [
+        (
+            json!({"image": data_url(&png), "mode": "lexical"}),
+            "lexical",
+        ),
+        (
+            json!({"text": "x", "mode": "fuzzy"}),
+            "vector, lexical or hybrid",
+        ),
+        (
+            json!({"text": "x", "mode": "hybrid", "weights": {"vector": -1}}),
+            "weights",
+        ),
+        (
+            json!({"text": "x", "mode": "hybrid", "weights": {"vectr": 1}}),
+            "vectr",
+        ),
+    ] {
+        let r = search(body.clone());
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.json);
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+}
