@@ -160,9 +160,7 @@ fn main() -> Res<()> {
     let dir = tempfile::tempdir_in(&args.dir)?;
     let db = Db::open(dir.path(), DbOptions::new("bench", args.dim, "f32"))?;
     db.create_collection("c")?;
-    let vectors: Vec<Vec<f32>> = (0..args.chunks)
-        .map(|_| unit(&mut rng, args.dim))
-        .collect();
+    let vectors: Vec<Vec<f32>> = (0..args.chunks).map(|_| unit(&mut rng, args.dim)).collect();
     let started = Instant::now();
     for (start, chunk) in texts.chunks(1000).enumerate() {
         let docs = chunk

@@ -460,6 +460,25 @@ struct SearchBody {
     /// Hybrid: weights of the two lists (1 each).
     #[serde(default)]
     weights: Option<Weights>,
+    /// A multi-part query instead of the fields above: weighted parts whose
+    /// unit vectors are summed (negative weights push away).
+    #[serde(default)]
+    queries: Option<Vec<QueryPart>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryPart {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    instruction: Option<String>,
+    #[serde(default = "one")]
+    weight: f32,
 }
 
 #[derive(Deserialize)]
@@ -486,6 +505,39 @@ enum Query {
     Content(EmbedRequest),
     Document(String),
     Vector(Vec<f32>),
+}
+
+/// Embeds the parts of a multi-part query and combines them.
+async fn combine_parts(state: &AppState, parts: Vec<QueryPart>) -> ApiResult<Vec<f32>> {
+    if parts.is_empty() || parts.len() > crate::db::MAX_QUERY_PARTS {
+        return Err(ApiError::bad_request(format!(
+            "`queries` holds 1 to {} parts",
+            crate::db::MAX_QUERY_PARTS
+        )));
+    }
+    let mut vectors = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        let vector = match (part.vector, part.text, part.image) {
+            (Some(v), None, None) => v,
+            (None, text, image) if text.is_some() || image.is_some() => {
+                let mut request = EmbedRequest::text(text.unwrap_or_default());
+                request.instruction = part.instruction;
+                if let Some(source) = &image {
+                    let bytes = state.load_image(source).await?;
+                    request.images.push(ImageData::Encoded(Arc::new(bytes)));
+                }
+                state.embed_one(request).await?
+            }
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "queries[{i}]: give `text` and/or `image`, or `vector`"
+                )))
+            }
+        };
+        vectors.push((vector, part.weight));
+    }
+    let dim = vectors[0].0.len();
+    Ok(crate::db::combine_query(&vectors, dim)?)
 }
 
 /// How a search ranks: the mode, the text of its lexical list, fusion.
@@ -537,8 +589,35 @@ pub async fn search(
         )
     } else if is_json(&request) {
         let bytes = body_bytes(request, &()).await?;
-        let body: SearchBody = parse_json_off_thread(bytes).await?;
+        let mut body: SearchBody = parse_json_off_thread(bytes).await?;
         let mode = parse_mode(body.mode.as_deref())?;
+        if let Some(parts) = body.queries.take() {
+            if body.text.is_some()
+                || body.image.is_some()
+                || body.vector.is_some()
+                || body.document_id.is_some()
+            {
+                return Err(ApiError::bad_request(
+                    "`queries` replaces `text`, `image`, `vector` and `document_id`: give one or the other",
+                ));
+            }
+            // The lexical list of a hybrid search takes the texts of the
+            // parts that pull (positive weight).
+            let text: Vec<&str> = parts
+                .iter()
+                .filter(|p| p.weight > 0.0)
+                .filter_map(|p| p.text.as_deref())
+                .collect();
+            if mode == SearchMode::Hybrid && !text.is_empty() {
+                body.text = Some(text.join(" "));
+            }
+            body.vector = Some(combine_parts(&state, parts).await?);
+            if mode == SearchMode::Lexical {
+                return Err(ApiError::bad_request(
+                    "mode `lexical` searches with `text`, not `queries`",
+                ));
+            }
+        }
         // Hybrid search may pair a precomputed vector with its text.
         let vector_with_text = mode == SearchMode::Hybrid
             && body.vector.is_some()

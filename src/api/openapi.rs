@@ -60,6 +60,10 @@ pub fn document() -> Value {
                     "mode": {"enum": ["vector", "lexical", "hybrid"], "default": "vector",
                         "description": "lexical: BM25 over the documents' text (needs `text` only); hybrid: vector and lexical lists fused by reciprocal rank (`text`, with `image` or `vector` at most)"},
                     "rrf_k": {"type": "number", "default": 60},
+                    "queries": {"type": "array", "maxItems": 8, "description": "multi-part query (instead of text/image/vector/document_id): weighted parts whose unit vectors are summed and renormalised; negative weights push away",
+                        "items": {"type": "object", "properties": {"text": {"type": "string"}, "image": image_ref.clone(),
+                            "vector": {"type": "array", "items": {"type": "number"}}, "instruction": {"type": "string"},
+                            "weight": {"type": "number", "default": 1}}}},
                     "weights": {"type": "object", "properties": {"vector": {"type": "number", "default": 1}, "lexical": {"type": "number", "default": 1}}},
                     "include": {"type": "array", "items": {"enum": ["metadata", "text", "vector", "scores", "chunk"]}}}}},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {

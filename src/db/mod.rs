@@ -33,7 +33,7 @@ mod embed;
 pub mod files;
 mod recover;
 mod search;
-pub use search::{HybridOptions, SearchMode, MAX_K};
+pub use search::{combine_query, HybridOptions, SearchMode, MAX_K, MAX_QUERY_PARTS};
 mod write;
 
 pub use embed::{

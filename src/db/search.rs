@@ -67,6 +67,50 @@ impl HybridOptions {
     }
 }
 
+/// Most parts one multi-part query may have.
+pub const MAX_QUERY_PARTS: usize = 8;
+
+/// One query vector from several weighted parts: the weighted sum of the
+/// parts' unit vectors, normalised again. A negative weight pushes results
+/// away from that part. Fails on no or too many parts, a part of the wrong
+/// dimension or a zero/non-finite weight, and when the parts cancel out.
+pub fn combine_query(parts: &[(Vec<f32>, f32)], dim: usize) -> Result<Vec<f32>> {
+    if parts.is_empty() || parts.len() > MAX_QUERY_PARTS {
+        return Err(DbError::BadInput(format!(
+            "a multi-part query has 1 to {MAX_QUERY_PARTS} parts, not {}",
+            parts.len()
+        )));
+    }
+    let mut sum = vec![0f32; dim];
+    for (i, (vector, weight)) in parts.iter().enumerate() {
+        if !weight.is_finite() || *weight == 0.0 {
+            return Err(DbError::BadInput(format!(
+                "part {i}: the weight must be a finite non-zero number"
+            )));
+        }
+        if vector.len() != dim {
+            return Err(DbError::WrongDimension {
+                expected: dim,
+                got: vector.len(),
+            });
+        }
+        let mut unit = vector.clone();
+        l2_normalize(&mut unit).map_err(|e| DbError::BadInput(format!("part {i}: {e}")))?;
+        sum.iter_mut()
+            .zip(&unit)
+            .for_each(|(s, u)| *s += weight * u);
+    }
+    // Parts that (nearly) cancel out leave no direction to search in.
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm < 1e-6 {
+        return Err(DbError::BadInput(
+            "the query parts cancel out: their weighted sum is zero".into(),
+        ));
+    }
+    sum.iter_mut().for_each(|x| *x /= norm);
+    Ok(sum)
+}
+
 /// How deep each list of a hybrid search goes for `k` results.
 fn hybrid_depth(k: usize) -> usize {
     (k * 3).max(30)

@@ -280,3 +280,53 @@ fn chunks_match_on_their_own_and_metadata_fields_count_as_text() {
         .is_err());
     assert!(db.search_lexical("nope", "x", 5, None).is_err());
 }
+
+#[test]
+fn multi_part_queries_pull_and_push() {
+    use tkr_embed::db::{combine_query, MAX_QUERY_PARTS};
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 3);
+    db.create_collection("c").unwrap();
+    // "red" along x, "formal" along y; a red formal and a red casual dress.
+    let put = |id: &str, v: [f32; 3]| {
+        db.insert(
+            "c",
+            NewDocument::new(Modality::Image, v.to_vec()).with_id(id),
+        )
+        .unwrap()
+    };
+    put("red-formal", [1.0, 0.8, 0.1]);
+    put("red-casual", [1.0, -0.2, 0.1]);
+    put("blue-formal", [0.1, 0.8, 1.0]);
+    let red = vec![1.0, 0.0, 0.0];
+    let formal = vec![0.0, 1.0, 0.0];
+    let score = |q: &[f32], id: &str| {
+        db.search("c", q, 3, None)
+            .unwrap()
+            .into_iter()
+            .find(|h| h.id == id)
+            .unwrap()
+            .score
+    };
+    let plain = combine_query(&[(red.clone(), 1.0)], 3).unwrap();
+    let away = combine_query(&[(red.clone(), 1.0), (formal.clone(), -0.5)], 3).unwrap();
+    let toward = combine_query(&[(red.clone(), 1.0), (formal.clone(), 0.5)], 3).unwrap();
+    // Pushing away from "formal" lowers the formal dress and ranks the
+    // casual one first; pulling toward it does the opposite.
+    assert!(score(&away, "red-formal") < score(&plain, "red-formal"));
+    assert_eq!(db.search("c", &away, 1, None).unwrap()[0].id, "red-casual");
+    assert_eq!(
+        db.search("c", &toward, 1, None).unwrap()[0].id,
+        "red-formal"
+    );
+    let norm: f32 = away.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-6);
+    // Limits.
+    assert!(combine_query(&[], 3).is_err());
+    let many: Vec<(Vec<f32>, f32)> = (0..=MAX_QUERY_PARTS).map(|_| (red.clone(), 1.0)).collect();
+    assert!(combine_query(&many, 3).is_err());
+    assert!(combine_query(&[(red.clone(), 1.0), (red.clone(), -1.0)], 3).is_err());
+    assert!(combine_query(&[(red.clone(), 0.0)], 3).is_err());
+    assert!(combine_query(&[(red.clone(), f32::NAN)], 3).is_err());
+    assert!(combine_query(&[(vec![1.0, 0.0], 1.0)], 3).is_err());
+}

@@ -708,7 +708,27 @@ fn lexical_and_hybrid_search_over_http() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["hits"].as_array().unwrap().len(), 2);
 
+    // Multi-part queries: a part pulling to the memo's text, one pushing
+    // away from the invoice's.
+    let r = search(json!({"queries": [
+        {"text": "meeting notes about the invoice"},
+        {"text": "invoice QX-48213 is overdue", "weight": -0.5}], "k": 3}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["hits"][0]["id"], "memo", "{}", r.json);
+    let r =
+        search(json!({"queries": [{"text": "QX-48213"}], "mode": "hybrid", "include": ["scores"]}));
+    assert_eq!(r.json["hits"][0]["id"], "inv", "{}", r.json);
     for (body, needle) in [
+        (
+            json!({"queries": [{"text": "a"}], "text": "b"}),
+            "one or the other",
+        ),
+        (json!({"queries": []}), "1 to 8"),
+        (json!({"queries": [{"weight": 1}]}), "queries[0]"),
+        (
+            json!({"queries": [{"text": "a"}, {"text": "a", "weight": -1}]}),
+            "cancel out",
+        ),
         (
             json!({"image": data_url(&png), "mode": "lexical"}),
             "lexical",
