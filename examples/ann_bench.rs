@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tkr_embed::index::{CollectionIndex, Filter, IndexDoc, IndexParams};
+use tkr_embed::index::{CollectionIndex, Filter, GroupBy, IndexDoc, IndexParams};
 use tkr_embed::types::{dot, l2_normalize, Modality, VectorEncoding};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -220,7 +220,9 @@ fn top_ids(
     ef: usize,
 ) -> Vec<usize> {
     index
-        .search_ef(q, k, None, None, ef, |doc| exact.get(doc))
+        .search_ef(q, k, None, None, GroupBy::Document, ef, |doc| {
+            exact.get(doc)
+        })
         .expect("reading exact vectors")
         .iter()
         .map(|h| h.doc.parse().unwrap_or(usize::MAX))
@@ -441,7 +443,9 @@ fn filtered_queries(
     let (mut hit, mut total) = (0usize, 0usize);
     for (q, truth) in queries.iter().zip(&truth) {
         let found: Vec<usize> = index
-            .search(q, args.k, Some(&filter), None, |doc| exact.get(doc))?
+            .search(q, args.k, Some(&filter), None, GroupBy::Document, |doc| {
+                exact.get(doc)
+            })?
             .iter()
             .map(|h| h.doc.parse().unwrap_or(usize::MAX))
             .collect();

@@ -20,6 +20,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use tkr_embed::db::{DbOptions, HybridOptions, NewDocument};
 use tkr_embed::index::lexical::{LexicalIndex, TextUnit};
+use tkr_embed::index::GroupBy;
 use tkr_embed::types::{l2_normalize, Modality};
 use tkr_embed::Db;
 
@@ -184,19 +185,19 @@ fn main() -> Res<()> {
         .map(|_| (text(&mut rng, 3), unit(&mut rng, args.dim)))
         .collect();
     // The first lexical search commits the pending changes: not timed.
-    db.search_lexical("c", "warm", 1, None)?;
+    db.search_lexical("c", "warm", 1, None, GroupBy::Document)?;
     let hybrid = HybridOptions::default();
     let k = args.k;
     timed("vector", args.queries, |i| {
         db.search("c", &queries[i].1, k, None).expect("search");
     });
     timed("lexical", args.queries, |i| {
-        db.search_lexical("c", &queries[i].0, k, None)
+        db.search_lexical("c", &queries[i].0, k, None, GroupBy::Document)
             .expect("search");
     });
     timed("hybrid", args.queries, |i| {
         let (text, vector) = &queries[i];
-        db.search_hybrid("c", vector, text, k, None, &hybrid)
+        db.search_hybrid("c", vector, text, k, None, &hybrid, GroupBy::Document)
             .expect("search");
     });
     Ok(())

@@ -24,6 +24,7 @@ use crate::db::{
 use crate::engine::{EmbedRequest, ImageData};
 use crate::index::fusion::DEFAULT_RRF_K;
 use crate::index::Filter;
+use crate::index::GroupBy;
 use crate::media::{detect_kind, MediaKind};
 use crate::types::Modality;
 
@@ -460,6 +461,9 @@ struct SearchBody {
     /// Hybrid: weights of the two lists (1 each).
     #[serde(default)]
     weights: Option<Weights>,
+    /// `document` (default: one hit per document) or `segment`.
+    #[serde(default)]
+    group_by: Option<String>,
     /// A multi-part query instead of the fields above: weighted parts whose
     /// unit vectors are summed (negative weights push away).
     #[serde(default)]
@@ -543,8 +547,15 @@ async fn combine_parts(state: &AppState, parts: Vec<QueryPart>) -> ApiResult<Vec
 /// How a search ranks: the mode, the text of its lexical list, fusion.
 struct Ranking {
     mode: SearchMode,
+    group: GroupBy,
     text: Option<String>,
     hybrid: HybridOptions,
+}
+
+fn parse_group(group: Option<&str>) -> ApiResult<GroupBy> {
+    group.map_or(Ok(GroupBy::Document), |g| {
+        g.parse().map_err(|e: String| ApiError::bad_request(e))
+    })
 }
 
 fn parse_mode(mode: Option<&str>) -> ApiResult<SearchMode> {
@@ -574,6 +585,7 @@ pub async fn search(
         let k = form.parsed_field("k")?.unwrap_or_else(default_k);
         let ranking = Ranking {
             mode: parse_mode(form.fields.get("mode").map(String::as_str))?,
+            group: parse_group(form.fields.get("group_by").map(String::as_str))?,
             text: form.fields.get("text").cloned(),
             hybrid: HybridOptions {
                 rrf_k: form.parsed_field("rrf_k")?.unwrap_or(DEFAULT_RRF_K),
@@ -640,6 +652,7 @@ pub async fn search(
         });
         let ranking = Ranking {
             mode,
+            group: parse_group(body.group_by.as_deref())?,
             text: body.text.clone(),
             hybrid: HybridOptions {
                 rrf_k: body.rrf_k.unwrap_or(DEFAULT_RRF_K),
@@ -680,12 +693,13 @@ pub async fn search(
         .map_err(crate::db::DbError::from)?;
     ranking.hybrid.validate()?;
     let coll = collection.clone();
+    let group = ranking.group;
     // The text a lexical list searches with (none: no lexical list).
     let text = ranking.text.filter(|t| !t.trim().is_empty());
     let hits = match (ranking.mode, query, text) {
         (SearchMode::Lexical, Query::Content(request), Some(text)) if request.images.is_empty() => {
             state
-                .with_db(move |db| db.search_lexical(&coll, &text, k, filter.as_ref()))
+                .with_db(move |db| db.search_lexical(&coll, &text, k, filter.as_ref(), group))
                 .await?
         }
         (SearchMode::Lexical, _, _) => {
@@ -700,14 +714,16 @@ pub async fn search(
             let hybrid = ranking.hybrid;
             state
                 .with_db(move |db| {
-                    db.search_hybrid(&coll, &vector, &text, k, filter.as_ref(), &hybrid)
+                    db.search_hybrid(&coll, &vector, &text, k, filter.as_ref(), &hybrid, group)
                 })
                 .await?
         }
         (SearchMode::Hybrid, Query::Vector(v), Some(text)) => {
             let hybrid = ranking.hybrid;
             state
-                .with_db(move |db| db.search_hybrid(&coll, &v, &text, k, filter.as_ref(), &hybrid))
+                .with_db(move |db| {
+                    db.search_hybrid(&coll, &v, &text, k, filter.as_ref(), &hybrid, group)
+                })
                 .await?
         }
         // Vector search; also hybrid without text (an image or a stored
@@ -718,7 +734,7 @@ pub async fn search(
             state.with_db(move |db| db.check_collection(&name)).await?;
             let vector = state.embed_one(request).await?;
             state
-                .with_db(move |db| db.search(&coll, &vector, k, filter.as_ref()))
+                .with_db(move |db| db.search_grouped(&coll, &vector, k, filter.as_ref(), group))
                 .await?
         }
         (_, Query::Document(id), _) => {
@@ -728,7 +744,7 @@ pub async fn search(
         }
         (_, Query::Vector(v), _) => {
             state
-                .with_db(move |db| db.search(&coll, &v, k, filter.as_ref()))
+                .with_db(move |db| db.search_grouped(&coll, &v, k, filter.as_ref(), group))
                 .await?
         }
     };

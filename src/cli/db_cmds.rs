@@ -13,7 +13,7 @@ use crate::{
         NewDocument, SearchMode,
     },
     engine::{EmbedRequest, Engine, ImageData},
-    index::Filter,
+    index::{Filter, GroupBy},
     types::{Modality, VectorEncoding},
 };
 
@@ -82,6 +82,10 @@ pub struct SearchArgs {
     /// rank; --text, optionally with --image, or --vector with --text).
     #[arg(long, default_value = "vector", value_name = "MODE")]
     mode: SearchMode,
+    /// `document` (one hit per document, the default) or `segment` (one per
+    /// matching segment: several chunks, pages or scenes of one document).
+    #[arg(long, default_value = "document", value_name = "GROUP")]
+    group_by: GroupBy,
     /// Hybrid: reciprocal-rank-fusion constant.
     #[arg(long, default_value_t = 60.0, value_name = "K")]
     rrf_k: f32,
@@ -327,6 +331,7 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
                 text,
                 args.k,
                 filter.as_ref(),
+                args.group_by,
             )?
         }
         (SearchMode::Lexical, _) => bail!("--mode lexical searches with --text only"),
@@ -337,7 +342,16 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
                 }
                 let db = open_existing(loaded)?;
                 let v = parse_vector(v)?;
-                db.search_hybrid(&args.collection, &v, text, args.k, filter.as_ref(), &hybrid)?
+                let (k, group) = (args.k, args.group_by);
+                db.search_hybrid(
+                    &args.collection,
+                    &v,
+                    text,
+                    k,
+                    filter.as_ref(),
+                    &hybrid,
+                    group,
+                )?
             } else {
                 let engine = super::start_engine(loaded)?;
                 let db = open_with_engine(loaded, &engine)?;
@@ -349,6 +363,7 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
                     args.k,
                     filter.as_ref(),
                     &hybrid,
+                    args.group_by,
                 )?
             }
         }
@@ -393,12 +408,20 @@ fn vector_search(
     let hits = if let Some(id) = &args.document {
         open_existing(loaded)?.search_by_document(&args.collection, id, args.k, filter)?
     } else if let Some(v) = &args.vector {
-        open_existing(loaded)?.search(&args.collection, &parse_vector(v)?, args.k, filter)?
+        let v = parse_vector(v)?;
+        open_existing(loaded)?.search_grouped(
+            &args.collection,
+            &v,
+            args.k,
+            filter,
+            args.group_by,
+        )?
     } else {
         let engine = super::start_engine(loaded)?;
         let db = open_with_engine(loaded, &engine)?;
-        let request = content_request(args)?;
-        db.search_content(&engine, &args.collection, request, args.k, filter)?
+        db.check_collection(&args.collection)?;
+        let query = engine.embed(content_request(args)?)?;
+        db.search_grouped(&args.collection, &query, args.k, filter, args.group_by)?
     };
     Ok(hits)
 }

@@ -4,7 +4,7 @@
 
 use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
 use crate::index::fusion::{fuse, Fusion, DEFAULT_RRF_K};
-use crate::index::{CollectionIndex, Filter, IndexHit, PersistError};
+use crate::index::{CollectionIndex, Filter, GroupBy, IndexHit, PersistError};
 use crate::types::{l2_normalize, SegmentMatch};
 
 /// What a search ranks by.
@@ -129,9 +129,22 @@ impl Db {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Hit>> {
+        self.search_grouped(collection, query, k, filter, GroupBy::Document)
+    }
+
+    /// [`Db::search`] with a choice of grouping: per segment, a document
+    /// comes back once per matching vector (video segment, page, chunk).
+    pub fn search_grouped(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        group: GroupBy,
+    ) -> Result<Vec<Hit>> {
         let index = self.collection_index(collection)?;
         let query = self.normalized_query(query)?;
-        self.search_index(&index, &query, k, filter, None)
+        self.search_index(&index, &query, k, filter, None, group)
     }
 
     /// The `k` documents whose text best matches `text` by BM25 (text of
@@ -144,11 +157,12 @@ impl Db {
         text: &str,
         k: usize,
         filter: Option<&Filter>,
+        group: GroupBy,
     ) -> Result<Vec<Hit>> {
         check_k(k)?;
         let index = self.collection_index(collection)?;
         let hits = index
-            .search_lexical(text, k, filter, None)
+            .search_lexical(text, k, filter, None, group)
             .map_err(PersistError::from)?;
         self.hits(&index, hits.into_iter().map(|h| (h, None)).collect())
     }
@@ -164,6 +178,7 @@ impl Db {
         k: usize,
         filter: Option<&Filter>,
         options: &HybridOptions,
+        group: GroupBy,
     ) -> Result<Vec<Hit>> {
         check_k(k)?;
         options.validate()?;
@@ -171,14 +186,15 @@ impl Db {
         let query = self.normalized_query(query)?;
         let depth = hybrid_depth(k).min(MAX_K);
         let cid = index.collection_id();
-        let vector = index.search(&query, depth, filter, None, |doc| {
+        let vector = index.search(&query, depth, filter, None, group, |doc| {
             self.store.get_vectors(cid, doc)
         })?;
         let lexical = index
-            .search_lexical(text, depth, filter, None)
+            .search_lexical(text, depth, filter, None, group)
             .map_err(PersistError::from)?;
         let weights = (options.vector_weight, options.lexical_weight);
-        let fused = fuse(&vector, &lexical, weights, options.rrf_k, k);
+        let per_segment = group == GroupBy::Segment;
+        let fused = fuse(&vector, &lexical, weights, options.rrf_k, k, per_segment);
         self.hits(
             &index,
             fused.into_iter().map(|(h, f)| (h, Some(f))).collect(),
@@ -198,7 +214,7 @@ impl Db {
         let query = self
             .get_vector(collection, id)?
             .ok_or_else(|| not_found(collection, id))?;
-        self.search_index(&index, &query, k, filter, Some(id))
+        self.search_index(&index, &query, k, filter, Some(id), GroupBy::Document)
     }
 
     /// `Ok` when the collection exists, else [`DbError::UnknownCollection`]
@@ -258,10 +274,11 @@ impl Db {
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
+        group: GroupBy,
     ) -> Result<Vec<Hit>> {
         check_k(k)?;
         let collection_id = index.collection_id();
-        let hits = index.search(query, k, filter, exclude, |doc| {
+        let hits = index.search(query, k, filter, exclude, group, |doc| {
             self.store.get_vectors(collection_id, doc)
         })?;
         self.hits(index, hits.into_iter().map(|h| (h, None)).collect())

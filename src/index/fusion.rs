@@ -52,19 +52,23 @@ struct Entry {
 /// document) into the `k` best by weighted RRF. A document keeps the
 /// segment of the list that ranked it higher; its score becomes the fused
 /// score.
+/// With `per_segment`, hits are (document, segment) pairs: the same
+/// document's parts are fused apart.
 pub fn fuse(
     vector: &[IndexHit],
     lexical: &[IndexHit],
     weights: (f32, f32),
     rrf_k: f32,
     k: usize,
+    per_segment: bool,
 ) -> Vec<(IndexHit, Fusion)> {
-    let mut by_doc: HashMap<Arc<str>, Entry> = HashMap::new();
+    let mut by_doc: HashMap<(Arc<str>, u32), Entry> = HashMap::new();
     for (list, weight, is_vector) in [(vector, weights.0, true), (lexical, weights.1, false)] {
         for (i, hit) in list.iter().enumerate() {
             let rank = i as u32 + 1;
             let gain = weight / (rrf_k + rank as f32);
-            let entry = by_doc.entry(hit.doc.clone()).or_insert_with(|| Entry {
+            let key = (hit.doc.clone(), if per_segment { hit.segment } else { 0 });
+            let entry = by_doc.entry(key).or_insert_with(|| Entry {
                 hit: hit.clone(),
                 fusion: Fusion::default(),
                 score: 0.0,
@@ -124,7 +128,7 @@ mod tests {
     fn agreement_wins_weights_shift_and_details_are_kept() {
         let v = hits(&["a", "b", "c"], 1);
         let l = hits(&["c", "d", "a"], 2);
-        let fused = fuse(&v, &l, (1.0, 1.0), 60.0, 10);
+        let fused = fuse(&v, &l, (1.0, 1.0), 60.0, 10, false);
         let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();
         // a: 1/61 + 1/63, c: 1/63 + 1/61 (a tie; equal standouts: by id),
         // then b and d (1/62 each, by id).
@@ -136,7 +140,7 @@ mod tests {
         assert_eq!(fused[1].0.segment, 2, "c ranked higher in the lexical list");
         assert_eq!(fused[3].1.vector, None);
         // Lexical weighted up: its head comes first; k truncates.
-        let fused = fuse(&v, &l, (0.2, 1.0), 60.0, 2);
+        let fused = fuse(&v, &l, (0.2, 1.0), 60.0, 2, false);
         assert_eq!(fused.len(), 2);
         assert_eq!(&*fused[0].0.doc, "c");
         // Tied heads: the lone lexical hit stands out fully, the vector
@@ -145,12 +149,16 @@ mod tests {
         flat[1].score = 9.9;
         flat[2].score = 1.0;
         let lone = hits(&["z"], 0);
-        let fused = fuse(&flat, &lone, (1.0, 1.0), 60.0, 3);
+        let fused = fuse(&flat, &lone, (1.0, 1.0), 60.0, 3, false);
         assert_eq!(&*fused[0].0.doc, "z");
         assert_eq!(fused[0].0.score, fused[1].0.score);
         // One empty list: the other's order.
-        let fused = fuse(&v, &[], (1.0, 1.0), 60.0, 10);
+        let fused = fuse(&v, &[], (1.0, 1.0), 60.0, 10, false);
         let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();
         assert_eq!(order, ["a", "b", "c"]);
+        // Per segment: a's segment 1 (vector) and segment 2 (lexical) are
+        // two hits.
+        let fused = fuse(&v, &l, (1.0, 1.0), 60.0, 10, true);
+        assert_eq!(fused.iter().filter(|(h, _)| &*h.doc == "a").count(), 2);
     }
 }

@@ -128,6 +128,31 @@ pub struct IndexHit {
     pub score: f32,
 }
 
+/// What one hit stands for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One hit per document, with its best segment (the default).
+    #[default]
+    Document,
+    /// One hit per segment (vector or text chunk): a document may come
+    /// back several times, once per matching part (RAG chunks).
+    Segment,
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "document" => Ok(GroupBy::Document),
+            "segment" => Ok(GroupBy::Segment),
+            _ => Err(format!(
+                "unknown grouping {s:?} (expected document or segment)"
+            )),
+        }
+    }
+}
+
 /// Counters for `stats`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IndexStats {
@@ -542,28 +567,31 @@ impl CollectionIndex {
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
+        group: GroupBy,
         exact_vectors: impl FnMut(&str) -> Result<Option<Vec<f32>>, E>,
     ) -> Result<Vec<IndexHit>, E> {
         let ef = self.params.ef_search;
-        self.search_ef(query, k, filter, exclude, ef, exact_vectors)
+        self.search_ef(query, k, filter, exclude, group, ef, exact_vectors)
     }
 
     /// [`CollectionIndex::search`] with an explicit search width.
+    #[allow(clippy::too_many_arguments)]
     pub fn search_ef<E>(
         &self,
         query: &[f32],
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
+        group: GroupBy,
         ef_search: usize,
         exact_vectors: impl FnMut(&str) -> Result<Option<Vec<f32>>, E>,
     ) -> Result<Vec<IndexHit>, E> {
         if !self.params.encoding.is_compressed() {
-            return Ok(self.candidates(query, k, filter, exclude, ef_search));
+            return Ok(self.candidates(query, k, filter, exclude, group, ef_search));
         }
         let wanted = k.saturating_mul(self.params.rescore_factor.max(1));
-        let found = self.candidates(query, wanted, filter, exclude, ef_search);
-        rescore(query, found, k, self.dim, exact_vectors)
+        let found = self.candidates(query, wanted, filter, exclude, group, ef_search);
+        rescore(query, found, k, self.dim, group, exact_vectors)
     }
 
     /// The `k` best documents for a text `query` by BM25 (each with its
@@ -576,6 +604,7 @@ impl CollectionIndex {
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
+        group: GroupBy,
     ) -> Result<Vec<IndexHit>, LexicalError> {
         let Some(lexical) = self.lexical.get() else {
             return Ok(Vec::new());
@@ -592,7 +621,10 @@ impl CollectionIndex {
                 let Some((id, entry)) = st.docs.get_key_value(unit.doc.as_str()) else {
                     continue;
                 };
-                if entry.seq != unit.seq || exclude == Some(&**id) || !seen.insert(id) {
+                if entry.seq != unit.seq || exclude == Some(&**id) {
+                    continue;
+                }
+                if group == GroupBy::Document && !seen.insert(id) {
                     continue;
                 }
                 let target = FilterTarget {
@@ -628,6 +660,7 @@ impl CollectionIndex {
         k: usize,
         filter: Option<&Filter>,
         exclude: Option<&str>,
+        group: GroupBy,
         ef_search: usize,
     ) -> Vec<IndexHit> {
         let st = self.state.read();
@@ -651,7 +684,7 @@ impl CollectionIndex {
                 || (n as f64) < self.params.exact_max_fraction * st.docs.len() as f64
             {
                 self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                return exact_scan(&st, query, k, &keys);
+                return exact_scan(&st, query, k, &keys, group);
             }
             self.filtered_graph_searches.fetch_add(1, Ordering::Relaxed);
             matched = Some(keys);
@@ -689,7 +722,7 @@ impl CollectionIndex {
                 let Some(entry) = &st.labels[n.id as usize] else {
                     continue;
                 };
-                if entry.count > 1 && !seen.insert(&entry.doc) {
+                if group == GroupBy::Document && entry.count > 1 && !seen.insert(&entry.doc) {
                     continue;
                 }
                 hits.push(IndexHit {
@@ -710,7 +743,7 @@ impl CollectionIndex {
                     // The walk could not reach enough matching points: be
                     // exact rather than return too few.
                     self.exact_searches.fetch_add(1, Ordering::Relaxed);
-                    return exact_scan(&st, query, k, keys);
+                    return exact_scan(&st, query, k, keys, group);
                 }
                 return hits;
             }
@@ -892,6 +925,7 @@ fn rescore<E>(
     candidates: Vec<IndexHit>,
     k: usize,
     dim: usize,
+    group: GroupBy,
     mut exact_vectors: impl FnMut(&str) -> Result<Option<Vec<f32>>, E>,
 ) -> Result<Vec<IndexHit>, E> {
     let mut hits = Vec::with_capacity(candidates.len());
@@ -899,11 +933,11 @@ fn rescore<E>(
         let Some(vectors) = exact_vectors(&hit.doc)? else {
             continue;
         };
-        let best = vectors
-            .chunks_exact(dim)
-            .map(|v| dot(query, v))
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let scores = vectors.chunks_exact(dim).map(|v| dot(query, v)).enumerate();
+        let best = match group {
+            GroupBy::Document => scores.max_by(|a, b| a.1.total_cmp(&b.1)),
+            GroupBy::Segment => scores.clone().nth(hit.segment as usize),
+        };
         if let Some((segment, score)) = best {
             hit.segment = segment as u32;
             hit.score = score;
@@ -918,14 +952,24 @@ fn rescore<E>(
 /// Scores every vector of the documents `keys` (first labels) with the
 /// graph's vectors (exact for float32): each document with its best
 /// segment, the `k` best documents first.
-fn exact_scan(st: &State, query: &[f32], k: usize, keys: &RoaringBitmap) -> Vec<IndexHit> {
-    let groups: Vec<(u32, u32)> = keys
-        .iter()
-        .filter_map(|first| {
-            let entry = st.labels.get(first as usize)?.as_ref()?;
-            Some((first, entry.count))
-        })
-        .collect();
+fn exact_scan(
+    st: &State,
+    query: &[f32],
+    k: usize,
+    keys: &RoaringBitmap,
+    group: GroupBy,
+) -> Vec<IndexHit> {
+    // (first label scored, labels) runs; per segment, one label per run.
+    let mut groups: Vec<(u32, u32)> = Vec::with_capacity(keys.len() as usize);
+    for first in keys.iter() {
+        let Some(Some(entry)) = st.labels.get(first as usize) else {
+            continue;
+        };
+        match group {
+            GroupBy::Document => groups.push((first, entry.count)),
+            GroupBy::Segment => groups.extend((first..first + entry.count).map(|l| (l, 1))),
+        }
+    }
     // The k best so far, worst on top: (score, first label, segment).
     let mut best: BinaryHeap<Reverse<(OrderedScore, u32, u32)>> = BinaryHeap::with_capacity(k + 1);
     st.graph.score_groups(query, &groups, |i, segment, score| {
@@ -944,7 +988,9 @@ fn exact_scan(st: &State, query: &[f32], k: usize, keys: &RoaringBitmap) -> Vec<
             Some(IndexHit {
                 doc: entry.doc.clone(),
                 seq: entry.seq,
-                segment,
+                // `first` is a document's first label, or (per segment) the
+                // label itself; `segment` counts from it.
+                segment: entry.segment + segment,
                 score: score.0,
             })
         })

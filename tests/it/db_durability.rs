@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tkr_embed::db::{Content, ContentData, Db, DbError, NewDocument};
-use tkr_embed::index::IndexParams;
+use tkr_embed::index::{GroupBy, IndexParams};
 use tkr_embed::types::Modality;
 
 use crate::db_common::{open, open_with, random_unit};
@@ -224,14 +224,16 @@ impl Acked {
             );
             // The lexical index (tantivy, caught up from the change log)
             // finds it by the id in its text, at its current version.
-            let hits = db.search_lexical("k", id, 1, None).unwrap();
+            let hits = db
+                .search_lexical("k", id, 1, None, GroupBy::Document)
+                .unwrap();
             assert_eq!(
                 hits.first().map(|h| h.id.as_str()),
                 Some(id.as_str()),
                 "cycle {cycle}: {id} lexically"
             );
             let hits = db
-                .search_lexical("k", &format!("{id} v{v}"), 1, None)
+                .search_lexical("k", &format!("{id} v{v}"), 1, None, GroupBy::Document)
                 .unwrap();
             assert_eq!(hits[0].metadata["v"], v, "cycle {cycle}: {id}");
         }
@@ -240,7 +242,9 @@ impl Acked {
                 db.get("k", id).unwrap().is_none(),
                 "cycle {cycle}: deleted {id} is back"
             );
-            let hits = db.search_lexical("k", id, 5, None).unwrap();
+            let hits = db
+                .search_lexical("k", id, 5, None, GroupBy::Document)
+                .unwrap();
             assert!(
                 hits.iter().all(|h| h.id != *id),
                 "cycle {cycle}: deleted {id} is back in the lexical index"

@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use tkr_embed::db::{CollectionOptions, Db, DbOptions, HybridOptions, NewDocument};
-use tkr_embed::index::Filter;
+use tkr_embed::index::{Filter, GroupBy};
 use tkr_embed::types::{Modality, Span};
 
 use crate::db_common::{open, options, random_unit};
@@ -75,10 +75,14 @@ fn codes_and_exact_texts_are_found_first() {
         // The query's vector is unrelated to the document, as a
         // random-weight model's would be.
         let query = random_unit(DIM, 50_000 + i as u64);
-        lexical_first +=
-            usize::from(first_id(&db.search_lexical("c", code, 10, None).unwrap()) == Some(&want));
+        lexical_first += usize::from(
+            first_id(
+                &db.search_lexical("c", code, 10, None, GroupBy::Document)
+                    .unwrap(),
+            ) == Some(&want),
+        );
         let hits = db
-            .search_hybrid("c", &query, code, 10, None, &hybrid)
+            .search_hybrid("c", &query, code, 10, None, &hybrid, GroupBy::Document)
             .unwrap();
         hybrid_first += usize::from(first_id(&hits) == Some(&want));
         vector_first +=
@@ -104,7 +108,10 @@ fn codes_and_exact_texts_are_found_first() {
         let text = &docs[i].1;
         let vector = random_unit(DIM, 1000 + i as u64);
         assert_eq!(
-            first_id(&db.search_lexical("c", text, 5, None).unwrap()),
+            first_id(
+                &db.search_lexical("c", text, 5, None, GroupBy::Document)
+                    .unwrap()
+            ),
             Some(want.as_str())
         );
         assert_eq!(
@@ -112,7 +119,7 @@ fn codes_and_exact_texts_are_found_first() {
             Some(want.as_str())
         );
         let hits = db
-            .search_hybrid("c", &vector, text, 5, None, &hybrid)
+            .search_hybrid("c", &vector, text, 5, None, &hybrid, GroupBy::Document)
             .unwrap();
         assert_eq!(first_id(&hits), Some(want.as_str()));
         let fusion = hits[0].fusion.unwrap();
@@ -120,7 +127,9 @@ fn codes_and_exact_texts_are_found_first() {
         assert_eq!(fusion.lexical.map(|p| p.0), Some(1));
     }
     // Scores: BM25 for lexical, best first.
-    let hits = db.search_lexical("c", &docs[5].0, 10, None).unwrap();
+    let hits = db
+        .search_lexical("c", &docs[5].0, 10, None, GroupBy::Document)
+        .unwrap();
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(hits[0].score > 0.0);
 }
@@ -134,12 +143,14 @@ fn filters_restrict_both_lists() {
     load(&db, &docs);
     let filter = Filter::from_json(&json!({"field": "group", "eq": 4})).unwrap();
     // A word every document has ("qx") matches many; the filter keeps group 4.
-    let hits = db.search_lexical("c", "qx", 50, Some(&filter)).unwrap();
+    let hits = db
+        .search_lexical("c", "qx", 50, Some(&filter), GroupBy::Document)
+        .unwrap();
     assert_eq!(hits.len(), 30);
     assert!(hits.iter().all(|h| h.metadata["group"] == 4));
     // The code of a document outside the filter: not returned.
     assert!(db
-        .search_lexical("c", &docs[5].0, 10, Some(&filter))
+        .search_lexical("c", &docs[5].0, 10, Some(&filter), GroupBy::Document)
         .unwrap()
         .iter()
         .all(|h| h.id != "doc-5"));
@@ -152,6 +163,7 @@ fn filters_restrict_both_lists() {
             10,
             Some(&filter),
             &HybridOptions::default(),
+            GroupBy::Document,
         )
         .unwrap();
     assert_eq!(hits.len(), 10);
@@ -160,7 +172,7 @@ fn filters_restrict_both_lists() {
 }
 
 fn ids(db: &Db, text: &str) -> Vec<String> {
-    db.search_lexical("c", text, 10, None)
+    db.search_lexical("c", text, 10, None, GroupBy::Document)
         .unwrap()
         .into_iter()
         .map(|h| h.id)
@@ -249,7 +261,9 @@ fn chunks_match_on_their_own_and_metadata_fields_count_as_text() {
         );
     db.insert("c", doc).unwrap();
     db.insert("c", text_doc(9, "nothing to see")).unwrap();
-    let hits = db.search_lexical("c", "volcanoes", 5, None).unwrap();
+    let hits = db
+        .search_lexical("c", "volcanoes", 5, None, GroupBy::Document)
+        .unwrap();
     assert_eq!(hits.len(), 1);
     let segment = hits[0].segment.as_ref().expect("a chunk matched");
     assert_eq!(segment.index, 1);
@@ -257,28 +271,50 @@ fn chunks_match_on_their_own_and_metadata_fields_count_as_text() {
         tkr_embed::db::chunk_text(text, &segment.span),
         Some("the second part is about volcanoes.")
     );
-    let hits = db.search_lexical("c", "whales", 5, None).unwrap();
+    let hits = db
+        .search_lexical("c", "whales", 5, None, GroupBy::Document)
+        .unwrap();
     assert_eq!(hits[0].segment.as_ref().map(|s| s.index), Some(0));
     // Title and tags match the document itself.
     for word in ["nature", "geology"] {
-        let hits = db.search_lexical("c", word, 5, None).unwrap();
+        let hits = db
+            .search_lexical("c", word, 5, None, GroupBy::Document)
+            .unwrap();
         assert_eq!(first_id(&hits), Some("long"), "{word}");
         assert!(hits[0].segment.is_none());
     }
     let listed = db.list_collections().unwrap();
     assert_eq!(listed[0].text_fields, ["title", "tags"]);
     // Bad input: k too large, empty or wordless text, bad weights.
-    assert!(db.search_lexical("c", "x", 1_000_000, None).is_err());
-    assert!(db.search_lexical("c", "", 5, None).unwrap().is_empty());
-    assert!(db.search_lexical("c", "!!", 5, None).unwrap().is_empty());
+    assert!(db
+        .search_lexical("c", "x", 1_000_000, None, GroupBy::Document)
+        .is_err());
+    assert!(db
+        .search_lexical("c", "", 5, None, GroupBy::Document)
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .search_lexical("c", "!!", 5, None, GroupBy::Document)
+        .unwrap()
+        .is_empty());
     let bad = HybridOptions {
         lexical_weight: f32::NAN,
         ..HybridOptions::default()
     };
     assert!(db
-        .search_hybrid("c", &random_unit(DIM, 1), "x", 5, None, &bad)
+        .search_hybrid(
+            "c",
+            &random_unit(DIM, 1),
+            "x",
+            5,
+            None,
+            &bad,
+            GroupBy::Document
+        )
         .is_err());
-    assert!(db.search_lexical("nope", "x", 5, None).is_err());
+    assert!(db
+        .search_lexical("nope", "x", 5, None, GroupBy::Document)
+        .is_err());
 }
 
 #[test]
@@ -329,4 +365,104 @@ fn multi_part_queries_pull_and_push() {
     assert!(combine_query(&[(red.clone(), 0.0)], 3).is_err());
     assert!(combine_query(&[(red.clone(), f32::NAN)], 3).is_err());
     assert!(combine_query(&[(vec![1.0, 0.0], 1.0)], 3).is_err());
+}
+
+#[test]
+fn group_by_segment_returns_several_chunks_of_one_document() {
+    use tkr_embed::types::VectorEncoding;
+    for vectors in [VectorEncoding::F32, VectorEncoding::Int8] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path(), DIM);
+        let options = CollectionOptions {
+            vectors,
+            ..CollectionOptions::default()
+        };
+        db.create_collection_with("c", options).unwrap();
+        let chunks = [
+            "whales sing in the ocean",
+            "volcanoes and whales",
+            "quiet forests",
+        ];
+        let mut text = String::new();
+        let mut doc = NewDocument::new(Modality::Document, random_unit(DIM, 100)).with_id("pdf");
+        let mut spans = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let start = text.len() as u64;
+            text.push_str(chunk);
+            let span = Span::Bytes {
+                start,
+                end: text.len() as u64,
+            };
+            spans.push(span.clone());
+            doc = doc.with_segment(span, random_unit(DIM, 200 + i as u64));
+            text.push_str("\n\n");
+        }
+        db.insert("c", doc.with_text(text.clone())).unwrap();
+        db.insert("c", text_doc(1, "whales elsewhere")).unwrap();
+
+        // Lexical: both whale chunks of the PDF, and the other document.
+        let hits = db
+            .search_lexical("c", "whales", 10, None, GroupBy::Segment)
+            .unwrap();
+        let pdf: Vec<u32> = hits
+            .iter()
+            .filter(|h| h.id == "pdf")
+            .map(|h| h.segment.as_ref().unwrap().index)
+            .collect();
+        assert_eq!(pdf.len(), 2, "{vectors}: {hits:?}");
+        assert!(pdf.contains(&0) && pdf.contains(&1));
+        for h in hits.iter().filter(|h| h.id == "pdf") {
+            let s = h.segment.as_ref().unwrap();
+            assert_eq!(s.span, spans[s.index as usize]);
+            assert!(tkr_embed::db::chunk_text(&text, &s.span)
+                .unwrap()
+                .contains("whales"));
+        }
+        let hits = db
+            .search_lexical("c", "whales", 10, None, GroupBy::Document)
+            .unwrap();
+        assert_eq!(hits.iter().filter(|h| h.id == "pdf").count(), 1);
+
+        // Vector: a chunk's own vector finds that chunk first, exact score,
+        // and the document's other parts follow as their own hits.
+        let q = random_unit(DIM, 201);
+        let hits = db
+            .search_grouped("c", &q, 10, None, GroupBy::Segment)
+            .unwrap();
+        assert_eq!(hits[0].id, "pdf");
+        assert_eq!(hits[0].segment.as_ref().unwrap().index, 1);
+        assert!(
+            (hits[0].score - 1.0).abs() < 1e-5,
+            "{vectors}: {}",
+            hits[0].score
+        );
+        assert_eq!(
+            hits.iter().filter(|h| h.id == "pdf").count(),
+            4,
+            "primary + 3 chunks"
+        );
+        let filter = Filter::from_json(&json!({"modality": "document"})).unwrap();
+        let hits = db
+            .search_grouped("c", &q, 10, Some(&filter), GroupBy::Segment)
+            .unwrap();
+        assert_eq!(hits.len(), 4, "{vectors}: exact scan per segment");
+        assert_eq!(hits[0].segment.as_ref().unwrap().index, 1);
+
+        // Hybrid per segment: the chunk both lists like comes first.
+        let hits = db
+            .search_hybrid(
+                "c",
+                &q,
+                "volcanoes",
+                10,
+                None,
+                &HybridOptions::default(),
+                GroupBy::Segment,
+            )
+            .unwrap();
+        assert_eq!(hits[0].id, "pdf");
+        assert_eq!(hits[0].segment.as_ref().unwrap().index, 1);
+        let f = hits[0].fusion.unwrap();
+        assert_eq!((f.vector.unwrap().0, f.lexical.unwrap().0), (1, 1));
+    }
 }

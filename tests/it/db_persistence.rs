@@ -23,10 +23,12 @@ fn results(db: &Db, queries: &[Vec<f32>]) -> Vec<Vec<(String, f32)>> {
         .collect()
 }
 
+/// The vector index's checkpoint files (not the lexical index's directory).
 fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir.join("index"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     files
