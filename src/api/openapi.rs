@@ -60,6 +60,8 @@ pub fn document() -> Value {
                     "mode": {"enum": ["vector", "lexical", "hybrid"], "default": "vector",
                         "description": "lexical: BM25 over the documents' text (needs `text` only); hybrid: vector and lexical lists fused by reciprocal rank (`text`, with `image` or `vector` at most)"},
                     "rrf_k": {"type": "number", "default": 60},
+                    "group_by": {"enum": ["document", "segment"], "default": "document",
+                        "description": "segment: one hit per matching segment (chunk, page, scene), several per document allowed"},
                     "queries": {"type": "array", "maxItems": 8, "description": "multi-part query (instead of text/image/vector/document_id): weighted parts whose unit vectors are summed and renormalised; negative weights push away",
                         "items": {"type": "object", "properties": {"text": {"type": "string"}, "image": image_ref.clone(),
                             "vector": {"type": "array", "items": {"type": "number"}}, "instruction": {"type": "string"},

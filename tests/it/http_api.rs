@@ -708,6 +708,8 @@ fn lexical_and_hybrid_search_over_http() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     assert_eq!(r.json["hits"].as_array().unwrap().len(), 2);
 
+    let r = search(json!({"text": "invoice", "mode": "lexical", "group_by": "segment"}));
+    assert_eq!(r.json["hits"].as_array().unwrap().len(), 2, "{}", r.json);
     // Multi-part queries: a part pulling to the memo's text, one pushing
     // away from the invoice's.
     let r = search(json!({"queries": [
@@ -724,6 +726,10 @@ fn lexical_and_hybrid_search_over_http() {
             "one or the other",
         ),
         (json!({"queries": []}), "1 to 8"),
+        (
+            json!({"text": "a", "group_by": "page"}),
+            "document or segment",
+        ),
         (json!({"queries": [{"weight": 1}]}), "queries[0]"),
         (
             json!({"queries": [{"text": "a"}, {"text": "a", "weight": -1}]}),
