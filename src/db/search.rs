@@ -170,6 +170,7 @@ impl Db {
     /// Vector and lexical search fused by reciprocal rank: `query` is the
     /// embedded form of `text` (or of whatever the caller searches with).
     /// `score` is the fused score; `fusion` says where each hit ranked.
+    #[allow(clippy::too_many_arguments)] // each is one independent choice of the caller
     pub fn search_hybrid(
         &self,
         collection: &str,
