@@ -758,3 +758,53 @@ fn lexical_and_hybrid_search_over_http() {
         assert!(message.contains(needle), "{body}: {message}");
     }
 }
+
+/// The acceptance run over a real socket with the tiny model:
+/// 2,000 documents of random words, each with a unique code.
+#[test]
+fn codes_are_found_first_by_lexical_and_hybrid_search() {
+    let s = TestServer::start();
+    s.create_collection("codes");
+    let vocabulary: Vec<String> = (0..300).map(|i| format!("w{}x{}", i * 7 % 97, i)).collect();
+    let mut state = 12345u64;
+    let mut next = move |n: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    let mut docs = Vec::new();
+    for i in 0..2000 {
+        let mut words: Vec<String> = (0..20).map(|_| vocabulary[next(300)].clone()).collect();
+        let code = format!("QX-{}", 10_000 + i * 37);
+        words.insert(next(20), code.clone());
+        let text = words.join(" ");
+        let r = s.post_json(
+            "/collections/codes/documents",
+            &json!({"id": format!("d{i}"), "text": text}),
+        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+        docs.push((code, text));
+    }
+    let first = |body: Value| -> String {
+        let r = s.post_json("/collections/codes/search", &body);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.json["hits"][0]["id"].as_str().unwrap_or("").to_owned()
+    };
+    let (mut lexical, mut hybrid, mut vector) = (0, 0, 0);
+    for i in (0..2000).step_by(10) {
+        let (code, _) = &docs[i];
+        let want = format!("d{i}");
+        lexical += usize::from(first(json!({"text": code, "mode": "lexical"})) == want);
+        hybrid += usize::from(first(json!({"text": code, "mode": "hybrid"})) == want);
+        vector += usize::from(first(json!({"text": code})) == want);
+    }
+    eprintln!("codes first of 200: lexical {lexical}, hybrid {hybrid}, vector {vector}");
+    assert!(lexical >= 198, "lexical {lexical}");
+    assert!(hybrid >= 198, "hybrid {hybrid}");
+    // A document's whole text finds it first in every mode.
+    for i in [0usize, 999, 1998] {
+        let (_, text) = &docs[i];
+        for mode in ["vector", "lexical", "hybrid"] {
+            assert_eq!(first(json!({"text": text, "mode": mode})), format!("d{i}"), "{mode}");
+        }
+    }
+}
