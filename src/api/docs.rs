@@ -839,6 +839,10 @@ async fn hits_json(
         .into_iter()
         .zip(extras)
         .map(|(hit, (text, vector))| {
+            let segment = hit
+                .segment
+                .as_ref()
+                .map(|s| crate::db::segment_json(&s.span, &hit.metadata));
             let mut v = Map::new();
             v.insert("id".into(), json!(hit.id));
             v.insert("score".into(), json!(hit.score));
@@ -850,8 +854,8 @@ async fn hits_json(
                 "content_url".into(),
                 json!(content_url(collection, &hit.id)),
             );
-            if let Some(segment) = &hit.segment {
-                v.insert("segment".into(), crate::db::span_json(&segment.span));
+            if let Some(segment) = segment {
+                v.insert("segment".into(), segment);
             }
             if include.chunk {
                 // A chunk's text; a document without chunks is one.

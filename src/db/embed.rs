@@ -121,7 +121,7 @@ pub fn hit_json(h: &super::Hit) -> Value {
     let mut v = json!({
         "id": h.id, "score": h.score, "modality": h.modality.as_str(),
         "metadata": h.metadata,
-        "segment": h.segment.as_ref().map(|s| span_json(&s.span)),
+        "segment": h.segment.as_ref().map(|s| segment_json(&s.span, &h.metadata)),
     });
     if let Some(fusion) = &h.fusion {
         v["scores"] = fusion_json(fusion);
@@ -135,6 +135,26 @@ pub fn fusion_json(f: &crate::index::fusion::Fusion) -> Value {
     let place =
         |p: Option<(u32, f32)>| p.map(|(rank, score)| json!({"rank": rank, "score": score}));
     json!({"vector": place(f.vector), "lexical": place(f.lexical)})
+}
+
+/// A hit's segment as JSON: [`span_json`], plus the `page` a text chunk
+/// starts on when the document is a PDF (its `media.page_starts`).
+pub fn segment_json(span: &Span, metadata: &serde_json::Map<String, Value>) -> Value {
+    let mut v = span_json(span);
+    let starts = metadata
+        .get("media")
+        .and_then(|m| m.get("page_starts"))
+        .and_then(Value::as_array);
+    if let (Span::Bytes { start, .. }, Some(starts)) = (span, starts) {
+        let page = starts
+            .iter()
+            .take_while(|s| s.as_u64().is_some_and(|s| s <= *start))
+            .count();
+        if page > 0 {
+            v["page"] = json!(page);
+        }
+    }
+    v
 }
 
 /// The text of a text chunk (a `bytes` span of the document's text).

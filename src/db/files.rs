@@ -357,12 +357,15 @@ fn embed_pdf(
 ) -> Result<(NewDocument, Value)> {
     let info = pdf_info(path, &options.pdf).map_err(media_error)?;
     let pages_text = pdf_text(path, &options.pdf).map_err(media_error)?;
-    // The document text: pages joined by blank lines; chunk offsets index it.
+    // The document text: pages joined by blank lines; chunk offsets index
+    // it, and where each page starts in it tells a chunk's page.
     let mut text = String::new();
+    let mut page_starts = Vec::with_capacity(pages_text.len());
     for (i, page) in pages_text.iter().enumerate() {
         if i > 0 {
             text.push_str("\n\n");
         }
+        page_starts.push(text.len());
         text.push_str(page.text.trim_end());
     }
     let chunks = chunk_text(
@@ -410,6 +413,7 @@ fn embed_pdf(
     }
     let summary = json!({
         "kind": "pdf", "pages": info.pages, "title": info.title, "chunks": chunks.len(),
+        "page_starts": page_starts,
     });
     Ok((document, summary))
 }

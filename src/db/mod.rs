@@ -38,7 +38,7 @@ mod write;
 
 pub use embed::{
     chunk_text, content_info_json, content_modality, document_json, fusion_json, hit_json,
-    image_content, span_json, ContentDocument,
+    image_content, segment_json, span_json, ContentDocument,
 };
 
 use std::collections::HashMap;

@@ -768,7 +768,9 @@ fn codes_are_found_first_by_lexical_and_hybrid_search() {
     let vocabulary: Vec<String> = (0..300).map(|i| format!("w{}x{}", i * 7 % 97, i)).collect();
     let mut state = 12345u64;
     let mut next = move |n: usize| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as usize % n
     };
     let mut docs = Vec::new();
@@ -804,7 +806,11 @@ fn codes_are_found_first_by_lexical_and_hybrid_search() {
     for i in [0usize, 999, 1998] {
         let (_, text) = &docs[i];
         for mode in ["vector", "lexical", "hybrid"] {
-            assert_eq!(first(json!({"text": text, "mode": mode})), format!("d{i}"), "{mode}");
+            assert_eq!(
+                first(json!({"text": text, "mode": mode})),
+                format!("d{i}"),
+                "{mode}"
+            );
         }
     }
 }

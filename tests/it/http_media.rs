@@ -2,7 +2,7 @@
 //! the segment (time range, page); `/embed/video`; fused multi-image
 //! documents; bad media answered 4xx with the server still up.
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServer};
 use crate::media_ingest::media;
@@ -200,4 +200,122 @@ fn bad_media_uploads_are_4xx_and_the_server_stays_up() {
         assert_eq!(r.code(), "media_too_large");
     }
     assert_eq!(s.documents("m"), 0);
+}
+
+/// A small text PDF (Helvetica, one text line per 8 words) for tests that
+/// need more text than the fixtures have.
+fn text_pdf(pages: &[String]) -> Vec<u8> {
+    let mut objects: Vec<String> = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            (0..pages.len())
+                .map(|i| format!("{} 0 R", 4 + 2 * i))
+                .collect::<Vec<_>>()
+                .join(" "),
+            pages.len()
+        ),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".into(),
+    ];
+    for (i, text) in pages.iter().enumerate() {
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let mut stream = String::from("BT /F1 10 Tf 40 750 Td 14 TL\n");
+        for line in words.chunks(8) {
+            stream.push_str(&format!("({}) Tj T*\n", line.join(" ")));
+        }
+        stream.push_str("ET");
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{stream}\nendstream",
+            stream.len()
+        ));
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn pdf_chunks_come_back_per_segment_with_pages_byte_ranges_and_text() {
+    let mut config = test_config();
+    config.processing.pdf_render_max_side = 100;
+    config.processing.chunk_tokens = 16;
+    config.processing.chunk_overlap_tokens = 2;
+    let s = TestServer::with_config(config);
+    s.create_collection("pdfs");
+    let filler = "the quarterly report lists sales figures for every region and month";
+    let pages: Vec<String> = ["harbor", "volcano", "glacier"]
+        .iter()
+        .map(|word| format!("{filler} {word} {filler} {filler}"))
+        .collect();
+    let form = reqwest::multipart::Form::new()
+        .part("file", file_part(text_pdf(&pages), "report.pdf"))
+        .text("id", "report");
+    let r = s.post_form("/collections/pdfs/documents", form);
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let doc = s.get("/collections/pdfs/documents/report").json;
+    assert!(
+        doc["metadata"]["media"]["chunks"].as_u64().unwrap() >= 6,
+        "{doc}"
+    );
+
+    let search = |body: Value| {
+        let r = s.post_json("/collections/pdfs/search", &body);
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r.json["hits"].as_array().unwrap().clone()
+    };
+    for (word, page) in [("harbor", 1), ("volcano", 2), ("glacier", 3)] {
+        let hits = search(
+            json!({"text": word, "mode": "lexical", "group_by": "segment",
+            "include": ["chunk"]}),
+        );
+        assert_eq!(hits[0]["id"], "report");
+        let segment = &hits[0]["segment"];
+        assert_eq!(segment["page"], page, "{word}: {segment}");
+        let chunk = hits[0]["chunk"].as_str().unwrap();
+        assert!(chunk.contains(word), "{word}: {chunk}");
+        // The byte range is the chunk's place in the document text.
+        let (start, end) = (
+            segment["start"].as_u64().unwrap(),
+            segment["end"].as_u64().unwrap(),
+        );
+        assert_eq!(end - start, chunk.len() as u64);
+    }
+    // A word on every page: several chunks of the one PDF, on all pages.
+    let hits =
+        search(json!({"text": "quarterly", "mode": "lexical", "group_by": "segment", "k": 20}));
+    assert!(hits.len() >= 3, "{hits:?}");
+    assert!(hits.iter().all(|h| h["id"] == "report"));
+    let mut pages_seen: Vec<u64> = hits
+        .iter()
+        .filter_map(|h| h["segment"]["page"].as_u64())
+        .collect();
+    pages_seen.sort();
+    pages_seen.dedup();
+    assert_eq!(pages_seen, [1, 2, 3]);
+    // Per document: one hit.
+    let hits = search(json!({"text": "quarterly", "mode": "lexical"}));
+    assert_eq!(hits.len(), 1);
+    // Hybrid per segment works on the same chunks.
+    let hits = search(json!({"text": "volcano", "mode": "hybrid", "group_by": "segment", "k": 5}));
+    assert!(hits.iter().filter(|h| h["id"] == "report").count() >= 2);
 }
