@@ -26,7 +26,7 @@ use crate::index::fusion::DEFAULT_RRF_K;
 use crate::index::Filter;
 use crate::index::GroupBy;
 use crate::media::{detect_kind, MediaKind};
-use crate::types::Modality;
+use crate::types::{Modality, Span};
 
 pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let collections = state.with_db(|db| db.list_collections()).await?;
@@ -511,6 +511,16 @@ enum Query {
     Vector(Vec<f32>),
 }
 
+/// The text a hit matched in: its chunk, or the whole text of a document
+/// without chunks (`None` for a segment that is no text chunk).
+fn hit_chunk<'a>(text: &'a Option<String>, segment: Option<&Span>) -> Option<&'a str> {
+    match (text, segment) {
+        (Some(text), Some(span)) => crate::db::chunk_text(text, span),
+        (Some(text), None) => Some(text.as_str()),
+        (None, _) => None,
+    }
+}
+
 /// Embeds the parts of a multi-part query and combines them.
 async fn combine_parts(state: &AppState, parts: Vec<QueryPart>) -> ApiResult<Vec<f32>> {
     if parts.is_empty() || parts.len() > crate::db::MAX_QUERY_PARTS {
@@ -694,6 +704,7 @@ pub async fn search(
     ranking.hybrid.validate()?;
     let coll = collection.clone();
     let group = ranking.group;
+    let query_text = ranking.text.clone();
     // The text a lexical list searches with (none: no lexical list).
     let text = ranking.text.filter(|t| !t.trim().is_empty());
     let hits = match (ranking.mode, query, text) {
@@ -748,7 +759,7 @@ pub async fn search(
                 .await?
         }
     };
-    let hits = hits_json(&state, &collection, hits, include).await?;
+    let hits = hits_json(&state, &collection, hits, include, query_text).await?;
     Ok(Json(json!({
         "hits": hits,
         "took_ms": started.elapsed().as_secs_f64() * 1e3,
@@ -764,6 +775,8 @@ struct Include {
     scores: bool,
     /// The matching text chunk (byte-range segments).
     chunk: bool,
+    /// Where the query's words occur in the chunk.
+    highlights: bool,
 }
 
 impl Include {
@@ -775,6 +788,7 @@ impl Include {
                 vector: false,
                 scores: false,
                 chunk: false,
+                highlights: false,
             });
         };
         let mut include = Include {
@@ -783,6 +797,7 @@ impl Include {
             vector: false,
             scores: false,
             chunk: false,
+            highlights: false,
         };
         for item in list {
             match item.as_str() {
@@ -791,9 +806,10 @@ impl Include {
                 "vector" => include.vector = true,
                 "scores" => include.scores = true,
                 "chunk" => include.chunk = true,
+                "highlights" => include.highlights = true,
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "include: unknown field {other:?} (metadata, text, vector, scores, chunk)"
+                        "include: unknown field {other:?} (metadata, text, vector, scores, chunk, highlights)"
                     )))
                 }
             }
@@ -807,17 +823,22 @@ async fn hits_json(
     collection: &str,
     hits: Vec<Hit>,
     include: Include,
+    query_text: Option<String>,
 ) -> ApiResult<Vec<Value>> {
-    let needs_docs = include.text || include.vector || include.chunk;
+    let needs_docs = include.text || include.vector || include.chunk || include.highlights;
     let coll = collection.to_owned();
-    let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+    let wanted: Vec<(String, Option<Span>)> = hits
+        .iter()
+        .map(|h| (h.id.clone(), h.segment.as_ref().map(|s| s.span.clone())))
+        .collect();
     // Text and vectors live in the store, not the index: one blocking trip.
     let extras = if needs_docs {
         state
             .with_db(move |db| {
-                ids.iter()
-                    .map(|id| {
-                        let text = if include.text || include.chunk {
+                wanted
+                    .iter()
+                    .map(|(id, span)| {
+                        let text = if include.text || include.chunk || include.highlights {
                             db.get(&coll, id)?.and_then(|d| d.text)
                         } else {
                             None
@@ -827,18 +848,24 @@ async fn hits_json(
                         } else {
                             None
                         };
-                        Ok((text, vector))
+                        let marks = match (include.highlights, &query_text) {
+                            (true, Some(query)) => hit_chunk(&text, span.as_ref())
+                                .map(|chunk| db.highlights(&coll, chunk, query))
+                                .transpose()?,
+                            _ => None,
+                        };
+                        Ok((text, vector, marks))
                     })
                     .collect::<crate::db::Result<Vec<_>>>()
             })
             .await?
     } else {
-        vec![(None, None); hits.len()]
+        vec![(None, None, None); hits.len()]
     };
     Ok(hits
         .into_iter()
         .zip(extras)
-        .map(|(hit, (text, vector))| {
+        .map(|(hit, (text, vector, marks))| {
             let segment = hit
                 .segment
                 .as_ref()
@@ -858,13 +885,11 @@ async fn hits_json(
                 v.insert("segment".into(), segment);
             }
             if include.chunk {
-                // A chunk's text; a document without chunks is one.
-                let chunk = match (&text, &hit.segment) {
-                    (Some(text), Some(s)) => crate::db::chunk_text(text, &s.span),
-                    (Some(text), None) => Some(text.as_str()),
-                    (None, _) => None,
-                };
-                v.insert("chunk".into(), json!(chunk));
+                let span = hit.segment.as_ref().map(|s| &s.span);
+                v.insert("chunk".into(), json!(hit_chunk(&text, span)));
+            }
+            if include.highlights {
+                v.insert("highlights".into(), json!(marks));
             }
             if include.text {
                 v.insert("text".into(), json!(text));

@@ -67,7 +67,7 @@ pub fn document() -> Value {
                             "vector": {"type": "array", "items": {"type": "number"}}, "instruction": {"type": "string"},
                             "weight": {"type": "number", "default": 1}}}},
                     "weights": {"type": "object", "properties": {"vector": {"type": "number", "default": 1}, "lexical": {"type": "number", "default": 1}}},
-                    "include": {"type": "array", "items": {"enum": ["metadata", "text", "vector", "scores", "chunk"]}}}}},
+                    "include": {"type": "array", "items": {"enum": ["metadata", "text", "vector", "scores", "chunk", "highlights"]}}}}},
                 "multipart/form-data": {"schema": {"type": "object", "properties": {
                     "file": {"type": "string", "format": "binary"}, "text": {"type": "string"},
                     "k": {"type": "integer"}, "filter": {"type": "string"},

@@ -167,6 +167,21 @@ impl Db {
         self.hits(&index, hits.into_iter().map(|h| (h, None)).collect())
     }
 
+    /// Where the words of `query` occur in `text` (byte ranges), as the
+    /// collection's lexical index matches them: to highlight a hit's chunk.
+    pub fn highlights(
+        &self,
+        collection: &str,
+        text: &str,
+        query: &str,
+    ) -> Result<Vec<(usize, usize)>> {
+        let index = self.collection_index(collection)?;
+        Ok(index
+            .lexical()
+            .map(|l| l.highlights(text, query))
+            .unwrap_or_default())
+    }
+
     /// Vector and lexical search fused by reciprocal rank: `query` is the
     /// embedded form of `text` (or of whatever the caller searches with).
     /// `score` is the fused score; `fusion` says where each hit ranked.

@@ -304,6 +304,31 @@ impl LexicalIndex {
         Ok(hits)
     }
 
+    /// Byte ranges of `text` where a word of `query` occurs (as the index
+    /// would match it: same tokenizer, lower-cased), in order. For
+    /// highlighting a hit's chunk.
+    pub fn highlights(&self, text: &str, query: &str) -> Vec<(usize, usize)> {
+        let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.text) else {
+            return Vec::new();
+        };
+        let mut wanted: Vec<String> = Vec::new();
+        {
+            let mut stream = analyzer.token_stream(query);
+            while stream.advance() {
+                wanted.push(stream.token().text.clone());
+            }
+        }
+        let mut ranges = Vec::new();
+        let mut stream = analyzer.token_stream(text);
+        while stream.advance() {
+            let token = stream.token();
+            if wanted.contains(&token.text) {
+                ranges.push((token.offset_from, token.offset_to));
+            }
+        }
+        ranges
+    }
+
     /// Text units in the index (committed).
     pub fn units(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -395,5 +420,9 @@ mod tests {
         assert_eq!(seq, 9);
         assert_eq!(lex.units(), 2);
         assert_eq!(lex.search("toast", 10).unwrap()[0].doc, "a");
+        let text = "Plain TOAST, plain bread";
+        let marks = lex.highlights(text, "toast plain");
+        let marked: Vec<&str> = marks.iter().map(|&(a, b)| &text[a..b]).collect();
+        assert_eq!(marked, ["Plain", "TOAST", "plain"]);
     }
 }

@@ -286,13 +286,21 @@ fn pdf_chunks_come_back_per_segment_with_pages_byte_ranges_and_text() {
     for (word, page) in [("harbor", 1), ("volcano", 2), ("glacier", 3)] {
         let hits = search(
             json!({"text": word, "mode": "lexical", "group_by": "segment",
-            "include": ["chunk"]}),
+            "include": ["chunk", "highlights"]}),
         );
         assert_eq!(hits[0]["id"], "report");
         let segment = &hits[0]["segment"];
         assert_eq!(segment["page"], page, "{word}: {segment}");
         let chunk = hits[0]["chunk"].as_str().unwrap();
         assert!(chunk.contains(word), "{word}: {chunk}");
+        // Highlights: byte ranges of the query's words in the chunk.
+        let marks = hits[0]["highlights"].as_array().unwrap();
+        assert_eq!(marks.len(), 1, "{word}: {marks:?}");
+        let (a, b) = (
+            marks[0][0].as_u64().unwrap() as usize,
+            marks[0][1].as_u64().unwrap() as usize,
+        );
+        assert_eq!(&chunk[a..b], word);
         // The byte range is the chunk's place in the document text.
         let (start, end) = (
             segment["start"].as_u64().unwrap(),
