@@ -139,7 +139,7 @@ fn main() -> Res<()> {
 
     // 1. The lexical index alone.
     let dir = tempfile::tempdir_in(&args.dir)?;
-    let (lexical, _) = LexicalIndex::open(dir.path())?;
+    let (lexical, _) = LexicalIndex::open(dir.path(), &[0; 16])?;
     let started = Instant::now();
     for (i, t) in texts.iter().enumerate() {
         let unit = [TextUnit {

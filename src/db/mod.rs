@@ -443,7 +443,8 @@ impl Db {
         let index = CollectionIndex::new(record.id, name, self.dim(), self.index_params(&record));
         // A new, empty lexical index covers every change so far.
         let dir = crate::index::persist::lexical_dir(&self.index_dir, record.id);
-        let (lexical, _) = LexicalIndex::open(&dir).map_err(PersistError::from)?;
+        let instance = &self.store.meta().instance_id;
+        let (lexical, _) = LexicalIndex::open(&dir, instance).map_err(PersistError::from)?;
         lexical
             .commit(self.store.last_seq()?)
             .map_err(PersistError::from)?;

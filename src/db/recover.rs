@@ -166,22 +166,25 @@ impl Db {
             Some(lexical) => (lexical, 0),
             None => {
                 let dir = persist::lexical_dir(&self.index_dir, record.id);
-                let (lexical, committed) = match LexicalIndex::open(&dir) {
+                let instance = &self.store.meta().instance_id;
+                let (lexical, committed) = match LexicalIndex::open(&dir, instance) {
                     Ok(opened) => opened,
                     Err(e) => {
                         tracing::warn!(collection = %record.name, error = %e, "unusable lexical index; rebuilding");
                         let _ = std::fs::remove_dir_all(&dir);
-                        LexicalIndex::open(&dir).map_err(persist::PersistError::from)?
+                        LexicalIndex::open(&dir, instance).map_err(persist::PersistError::from)?
                     }
                 };
                 (Arc::new(lexical), committed)
             }
         };
-        if committed >= last_seq {
+        if committed == last_seq {
             return Ok(lexical);
         }
         let started = Instant::now();
-        let count = if committed >= trimmed {
+        // Ahead of the store (a store restored from an older copy): its
+        // sequence numbers may have been reused, so nothing in it is trusted.
+        let count = if committed >= trimmed && committed < last_seq {
             self.catch_up_lexical(&lexical, record, committed)?
         } else {
             lexical.clear().map_err(persist::PersistError::from)?;
@@ -200,7 +203,7 @@ impl Db {
             tracing::info!(
                 collection = %record.name,
                 documents = count,
-                from_log = committed >= trimmed,
+                from_log = committed >= trimmed && committed < last_seq,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "lexical index caught up"
             );

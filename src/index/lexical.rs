@@ -4,8 +4,9 @@
 //! the document's id, segment number and version (`seq`).
 //!
 //! Derived data, like the graph: the store is the truth. Changes are
-//! applied in commit order by the write path; a commit carries the highest
-//! sequence number it covers (its payload), from which the change log
+//! applied in commit order by the write path; a commit carries the
+//! database's instance id and the highest sequence number it covers (its
+//! payload), from which the change log
 //! catches it up on open (or the store rebuilds it). Searches commit first
 //! when changes are pending, so a write is searchable (and a delete gone)
 //! as soon as it is acknowledged; the caller drops hits whose `seq` is not
@@ -137,12 +138,17 @@ pub struct LexicalIndex {
     applied_seq: AtomicU64,
     /// Changes in the writer that are not committed (not yet searchable).
     dirty: AtomicBool,
+    /// The database's instance id (hex), written into every commit.
+    instance: String,
 }
 
 impl LexicalIndex {
-    /// Opens the index in `dir` (created when missing). Returns it with the
-    /// sequence number its last commit covers (0 for a new one).
-    pub fn open(dir: &Path) -> Result<(LexicalIndex, Seq), LexicalError> {
+    /// Opens the index in `dir` (created when missing) for the database
+    /// `instance_id`. Returns it with the sequence number its last commit
+    /// covers (0 for a new one); an index another database committed is an
+    /// error.
+    pub fn open(dir: &Path, instance_id: &[u8; 16]) -> Result<(LexicalIndex, Seq), LexicalError> {
+        let instance: String = instance_id.iter().map(|b| format!("{b:02x}")).collect();
         let err = |e: &dyn std::fmt::Display| LexicalError {
             path: dir.to_owned(),
             reason: e.to_string(),
@@ -153,9 +159,15 @@ impl LexicalIndex {
         let index = Index::open_or_create(directory, schema).map_err(|e| err(&e))?;
         let committed = match index.load_metas().map_err(|e| err(&e))?.payload {
             None => 0,
-            Some(p) => p
-                .parse::<Seq>()
-                .map_err(|_| err(&format!("commit payload {p:?} is not a sequence number")))?,
+            Some(p) => match p.split_once(' ') {
+                Some((owner, seq)) if owner == instance => seq
+                    .parse::<Seq>()
+                    .map_err(|_| err(&format!("commit payload {p:?} has no sequence number")))?,
+                Some((owner, _)) => {
+                    return Err(err(&format!("committed by another database ({owner})")))
+                }
+                None => return Err(err(&format!("commit payload {p:?} is not ours"))),
+            },
         };
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY)
@@ -174,6 +186,7 @@ impl LexicalIndex {
                 reader,
                 applied_seq: AtomicU64::new(committed),
                 dirty: AtomicBool::new(false),
+                instance,
             },
             committed,
         ))
@@ -229,7 +242,7 @@ impl LexicalIndex {
         let mut writer = self.writer.lock();
         let covered = self.applied_seq.fetch_max(seq, Ordering::AcqRel).max(seq);
         let mut prepared = writer.prepare_commit().map_err(|e| self.error(e))?;
-        prepared.set_payload(&covered.to_string());
+        prepared.set_payload(&format!("{} {covered}", self.instance));
         prepared.commit().map_err(|e| self.error(e))?;
         self.dirty.store(false, Ordering::Release);
         self.reader.reload().map_err(|e| self.error(e))
@@ -390,7 +403,7 @@ mod tests {
             }]
         };
         {
-            let (lex, seq) = LexicalIndex::open(dir.path()).unwrap();
+            let (lex, seq) = LexicalIndex::open(dir.path(), &[1; 16]).unwrap();
             assert_eq!(seq, 0);
             lex.upsert("a", 1, &unit("red apple pie")).unwrap();
             lex.upsert("b", 2, &unit("green apple QX-48213")).unwrap();
@@ -416,7 +429,9 @@ mod tests {
             assert!(lex.search("!!", 10).unwrap().is_empty());
             lex.commit(9).unwrap();
         }
-        let (lex, seq) = LexicalIndex::open(dir.path()).unwrap();
+        // Another database's index is refused.
+        assert!(LexicalIndex::open(dir.path(), &[2; 16]).is_err());
+        let (lex, seq) = LexicalIndex::open(dir.path(), &[1; 16]).unwrap();
         assert_eq!(seq, 9);
         assert_eq!(lex.units(), 2);
         assert_eq!(lex.search("toast", 10).unwrap()[0].doc, "a");

@@ -466,3 +466,28 @@ fn group_by_segment_returns_several_chunks_of_one_document() {
         assert_eq!((f.vector.unwrap().0, f.lexical.unwrap().0), (1, 1));
     }
 }
+
+#[test]
+fn a_lexical_index_from_another_database_is_rebuilt() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for (dir, text) in [
+        (&a, "apples from the first"),
+        (&b, "bananas from the second"),
+    ] {
+        let db = open(dir.path(), DIM);
+        db.create_collection("c").unwrap();
+        db.insert("c", text_doc(1, text)).unwrap();
+    }
+    let lexical = |dir: &std::path::Path| dir.join("index").join("c1-lexical");
+    std::fs::remove_dir_all(lexical(b.path())).unwrap();
+    let copy = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(lexical(a.path()))
+        .arg(lexical(b.path()))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let db = open(b.path(), DIM);
+    assert!(ids(&db, "apples").is_empty(), "the other database's text");
+    assert_eq!(ids(&db, "bananas"), ["doc-1"]);
+}
