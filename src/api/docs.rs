@@ -614,6 +614,11 @@ pub async fn search(
         let mut body: SearchBody = parse_json_off_thread(bytes).await?;
         let mode = parse_mode(body.mode.as_deref())?;
         if let Some(parts) = body.queries.take() {
+            if mode == SearchMode::Lexical {
+                return Err(ApiError::bad_request(
+                    "mode `lexical` searches with `text`, not `queries`",
+                ));
+            }
             if body.text.is_some()
                 || body.image.is_some()
                 || body.vector.is_some()
@@ -633,12 +638,10 @@ pub async fn search(
             if mode == SearchMode::Hybrid && !text.is_empty() {
                 body.text = Some(text.join(" "));
             }
+            // Unknown collection: answer before embedding.
+            let name = collection.clone();
+            state.with_db(move |db| db.check_collection(&name)).await?;
             body.vector = Some(combine_parts(&state, parts).await?);
-            if mode == SearchMode::Lexical {
-                return Err(ApiError::bad_request(
-                    "mode `lexical` searches with `text`, not `queries`",
-                ));
-            }
         }
         // Hybrid search may pair a precomputed vector with its text.
         let vector_with_text = mode == SearchMode::Hybrid

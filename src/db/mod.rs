@@ -441,13 +441,13 @@ impl Db {
             .create_collection(name, options.vectors, &options.text_fields)?;
         self.store.flush()?;
         let index = CollectionIndex::new(record.id, name, self.dim(), self.index_params(&record));
-        // A new, empty lexical index covers every change so far.
-        let dir = crate::index::persist::lexical_dir(&self.index_dir, record.id);
-        let instance = &self.store.meta().instance_id;
-        let (lexical, _) = LexicalIndex::open(&dir, instance).map_err(PersistError::from)?;
-        lexical
-            .commit(self.store.last_seq()?)
-            .map_err(PersistError::from)?;
+        // A new, empty lexical index covers every change so far. Without
+        // it the collection would be unusable: take the record back.
+        let lexical = self.new_lexical_index(record.id).inspect_err(|_| {
+            if let Err(e) = self.store.drop_collection(name) {
+                tracing::error!(collection = name, error = %e, "could not undo a half-created collection");
+            }
+        })?;
         index.attach_lexical(Arc::new(lexical));
         self.indexes
             .write()
@@ -459,6 +459,16 @@ impl Db {
             vectors: record.vectors,
             text_fields: record.text_fields,
         })
+    }
+
+    fn new_lexical_index(&self, collection_id: u32) -> Result<LexicalIndex> {
+        let dir = crate::index::persist::lexical_dir(&self.index_dir, collection_id);
+        let instance = &self.store.meta().instance_id;
+        let (lexical, _) = LexicalIndex::open(&dir, instance).map_err(PersistError::from)?;
+        lexical
+            .commit(self.store.last_seq()?)
+            .map_err(PersistError::from)?;
+        Ok(lexical)
     }
 
     /// The database's index tuning with the collection's own choices.

@@ -309,10 +309,14 @@ impl Db {
     ) -> Result<Vec<Hit>> {
         let mut out = Vec::with_capacity(hits.len());
         for (hit, fusion) in hits {
-            // A document deleted since the index answered is skipped.
+            // A document deleted or replaced since the index answered is
+            // skipped (its segment numbers may mean other parts now).
             let Some(record) = self.store.get_doc(index.collection_id(), &hit.doc)? else {
                 continue;
             };
+            if record.seq != hit.seq {
+                continue;
+            }
             let segment = match hit.segment {
                 0 => None,
                 s => record

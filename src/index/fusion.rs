@@ -64,6 +64,10 @@ pub fn fuse(
 ) -> Vec<(IndexHit, Fusion)> {
     let mut by_doc: HashMap<(Arc<str>, u32), Entry> = HashMap::new();
     for (list, weight, is_vector) in [(vector, weights.0, true), (lexical, weights.1, false)] {
+        // A list weighted 0 takes no part (not even as filler).
+        if weight <= 0.0 {
+            continue;
+        }
         for (i, hit) in list.iter().enumerate() {
             let rank = i as u32 + 1;
             let gain = weight / (rrf_k + rank as f32);
@@ -80,9 +84,7 @@ pub fn fuse(
                 entry.best_rank = rank;
             }
             entry.score += gain;
-            if weight > 0.0 {
-                entry.standout = entry.standout.max(standout(list, i));
-            }
+            entry.standout = entry.standout.max(standout(list, i));
             let place = Some((rank, hit.score));
             if is_vector {
                 entry.fusion.vector = place;
@@ -152,6 +154,11 @@ mod tests {
         let fused = fuse(&flat, &lone, (1.0, 1.0), 60.0, 3, false);
         assert_eq!(&*fused[0].0.doc, "z");
         assert_eq!(fused[0].0.score, fused[1].0.score);
+        // A list weighted 0 adds nothing, not even filler.
+        let fused = fuse(&v, &l, (1.0, 0.0), 60.0, 10, false);
+        let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert_eq!(fused[0].1.lexical, None);
         // One empty list: the other's order.
         let fused = fuse(&v, &[], (1.0, 1.0), 60.0, 10, false);
         let order: Vec<&str> = fused.iter().map(|(h, _)| &*h.doc).collect();

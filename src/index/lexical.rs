@@ -138,6 +138,12 @@ pub struct LexicalIndex {
     applied_seq: AtomicU64,
     /// Changes in the writer that are not committed (not yet searchable).
     dirty: AtomicBool,
+    /// Between `clear` and the rebuild's commit: searches must not commit
+    /// (they keep reading the last committed index).
+    rebuilding: AtomicBool,
+    /// A change could not be applied: commits no longer claim to cover
+    /// anything, so the next open rebuilds (or replays the whole log).
+    failed: AtomicBool,
     /// The database's instance id (hex), written into every commit.
     instance: String,
 }
@@ -186,6 +192,8 @@ impl LexicalIndex {
                 reader,
                 applied_seq: AtomicU64::new(committed),
                 dirty: AtomicBool::new(false),
+                rebuilding: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
                 instance,
             },
             committed,
@@ -209,7 +217,10 @@ impl LexicalIndex {
             doc.add_u64(self.fields.segment, u64::from(unit.segment));
             doc.add_u64(self.fields.seq, seq);
             doc.add_text(self.fields.text, &unit.text);
-            writer.add_document(doc).map_err(|e| self.error(e))?;
+            if let Err(e) = writer.add_document(doc) {
+                self.failed.store(true, Ordering::Release);
+                return Err(self.error(e));
+            }
         }
         self.applied(seq);
         Ok(())
@@ -226,31 +237,44 @@ impl LexicalIndex {
         self.dirty.store(true, Ordering::Release);
     }
 
-    /// Drops everything (before a rebuild from the store).
+    /// Drops everything before a rebuild from the store: uncommitted
+    /// changes are rolled back first (tantivy's delete-all does not reach
+    /// documents still in its indexing pipeline). Until the rebuild's
+    /// `commit`, searches read the last committed index.
     pub fn clear(&self) -> Result<(), LexicalError> {
-        self.writer
-            .lock()
-            .delete_all_documents()
-            .map_err(|e| self.error(e))?;
+        let mut writer = self.writer.lock();
+        self.rebuilding.store(true, Ordering::Release);
+        writer.rollback().map_err(|e| self.error(e))?;
+        writer.delete_all_documents().map_err(|e| self.error(e))?;
+        self.applied_seq.store(0, Ordering::Release);
+        self.failed.store(false, Ordering::Release);
         self.dirty.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Makes the applied changes durable and searchable; the commit covers
-    /// every change up to `seq` (at least what was applied).
+    /// every change up to `seq` (at least what was applied). Ends a rebuild.
     pub fn commit(&self, seq: Seq) -> Result<(), LexicalError> {
         let mut writer = self.writer.lock();
-        let covered = self.applied_seq.fetch_max(seq, Ordering::AcqRel).max(seq);
+        let covered = match self.failed.load(Ordering::Acquire) {
+            true => 0,
+            false => self.applied_seq.fetch_max(seq, Ordering::AcqRel).max(seq),
+        };
         let mut prepared = writer.prepare_commit().map_err(|e| self.error(e))?;
         prepared.set_payload(&format!("{} {covered}", self.instance));
         prepared.commit().map_err(|e| self.error(e))?;
+        self.reader.reload().map_err(|e| self.error(e))?;
+        // Only now: a search that saw `dirty` waits on the writer lock until
+        // the new commit is readable.
         self.dirty.store(false, Ordering::Release);
-        self.reader.reload().map_err(|e| self.error(e))
+        self.rebuilding.store(false, Ordering::Release);
+        Ok(())
     }
 
-    /// Commits pending changes so the next search sees them.
+    /// Commits pending changes so the next search sees them (not during a
+    /// rebuild: that would publish a half-built index).
     fn refresh(&self) -> Result<(), LexicalError> {
-        if self.dirty.load(Ordering::Acquire) {
+        if self.dirty.load(Ordering::Acquire) && !self.rebuilding.load(Ordering::Acquire) {
             self.commit(0)?;
         }
         Ok(())
@@ -435,6 +459,28 @@ mod tests {
         assert_eq!(seq, 9);
         assert_eq!(lex.units(), 2);
         assert_eq!(lex.search("toast", 10).unwrap()[0].doc, "a");
+        // A rebuild: pending changes are dropped, searches keep reading the
+        // last commit until the rebuild's commit, whose payload is what the
+        // rebuild covers (not the higher seq applied before).
+        lex.upsert("p", 50, &unit("pending pear")).unwrap();
+        lex.clear().unwrap();
+        lex.upsert("q", 3, &unit("rebuilt quince")).unwrap();
+        assert_eq!(
+            lex.search("toast", 10).unwrap()[0].doc,
+            "a",
+            "old commit still read"
+        );
+        assert!(
+            lex.search("quince", 10).unwrap().is_empty(),
+            "half-built not published"
+        );
+        lex.commit(12).unwrap();
+        assert!(lex.search("toast", 10).unwrap().is_empty());
+        assert!(lex.search("pear", 10).unwrap().is_empty());
+        assert_eq!(lex.search("quince", 10).unwrap()[0].doc, "q");
+        drop(lex);
+        let (lex, seq) = LexicalIndex::open(dir.path(), &[1; 16]).unwrap();
+        assert_eq!(seq, 12);
         let text = "Plain TOAST, plain bread";
         let marks = lex.highlights(text, "toast plain");
         let marked: Vec<&str> = marks.iter().map(|&(a, b)| &text[a..b]).collect();

@@ -52,6 +52,10 @@ use crate::types::{dot, Modality, Seq, VectorEncoding};
 /// inserts/s with 64 writers against a threshold of 64).
 const PARALLEL_INSERT_MIN: usize = 8;
 
+/// Most text units one lexical search looks at (a filter that keeps few
+/// of a common word's matches may then return fewer than `k`).
+const MAX_LEXICAL_UNITS: usize = 100_000;
+
 /// Tuning of the index. The defaults suit dimensions from 64 to a few
 /// thousand and collections up to about a million vectors.
 #[derive(Debug, Clone, PartialEq)]
@@ -609,14 +613,19 @@ impl CollectionIndex {
         let Some(lexical) = self.lexical.get() else {
             return Ok(Vec::new());
         };
+        if k == 0 {
+            return Ok(Vec::new());
+        }
         // Fetch more units than wanted: several may belong to one document,
-        // others are stale or filtered out. Widen until enough or all.
-        let mut limit = k.saturating_mul(4).max(16);
+        // others are stale or filtered out. Widen until enough, all, or
+        // the cap (a bound on one search's work).
+        let mut limit = k.saturating_mul(4).max(16).min(MAX_LEXICAL_UNITS);
         loop {
             let units = lexical.search(query, limit)?;
             let st = self.state.read();
             let mut hits: Vec<IndexHit> = Vec::with_capacity(k);
             let mut seen: HashSet<&str> = HashSet::new();
+            let mut seen_units: HashSet<(&str, u32)> = HashSet::new();
             for unit in &units {
                 let Some((id, entry)) = st.docs.get_key_value(unit.doc.as_str()) else {
                     continue;
@@ -625,6 +634,9 @@ impl CollectionIndex {
                     continue;
                 }
                 if group == GroupBy::Document && !seen.insert(id) {
+                    continue;
+                }
+                if !seen_units.insert((id, unit.segment)) {
                     continue;
                 }
                 let target = FilterTarget {
@@ -645,10 +657,10 @@ impl CollectionIndex {
                     break;
                 }
             }
-            if hits.len() >= k || units.len() < limit {
+            if hits.len() >= k || units.len() < limit || limit >= MAX_LEXICAL_UNITS {
                 return Ok(hits);
             }
-            limit = limit.saturating_mul(4);
+            limit = limit.saturating_mul(4).min(MAX_LEXICAL_UNITS);
         }
     }
 

@@ -285,6 +285,11 @@ fn chunks_match_on_their_own_and_metadata_fields_count_as_text() {
     }
     let listed = db.list_collections().unwrap();
     assert_eq!(listed[0].text_fields, ["title", "tags"]);
+    // k = 0 asks for nothing.
+    assert!(db
+        .search_lexical("c", "nature", 0, None, GroupBy::Document)
+        .unwrap()
+        .is_empty());
     // Bad input: k too large, empty or wordless text, bad weights.
     assert!(db
         .search_lexical("c", "x", 1_000_000, None, GroupBy::Document)
