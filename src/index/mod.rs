@@ -619,7 +619,7 @@ impl CollectionIndex {
         // Fetch more units than wanted: several may belong to one document,
         // others are stale or filtered out. Widen until enough, all, or
         // the cap (a bound on one search's work).
-        let mut limit = k.saturating_mul(4).max(16).min(MAX_LEXICAL_UNITS);
+        let mut limit = k.saturating_mul(4).clamp(16, MAX_LEXICAL_UNITS);
         loop {
             let units = lexical.search(query, limit)?;
             let st = self.state.read();
