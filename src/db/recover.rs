@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Db, DbError, Result};
+use super::{parse_metadata, Db, DbError, Result};
 use crate::index::lexical::{text_units, LexicalIndex};
 use crate::index::persist;
 use crate::index::{CollectionIndex, IndexDoc};
@@ -114,29 +114,13 @@ impl Db {
     /// Re-syncs from the store every document the change log says changed
     /// after `since`. Idempotent. Returns how many documents it looked at.
     fn catch_up(&self, index: &CollectionIndex, since: Seq) -> Result<usize> {
-        // Each changed document once, with the sequence number of its last change.
-        let mut touched: Vec<(String, Seq)> = Vec::new();
-        let mut position: HashMap<String, usize> = HashMap::new();
-        for change in self.store.changes_after(since) {
-            let (seq, change) = change?;
-            if change.collection_id != index.collection_id() {
-                continue;
-            }
-            match position.get(&change.doc_id) {
-                Some(&i) => touched[i].1 = seq,
-                None => {
-                    position.insert(change.doc_id.clone(), touched.len());
-                    touched.push((change.doc_id, seq));
-                }
-            }
-        }
+        let touched = self.changed_docs(index.collection_id(), since)?;
         let mut batch = Vec::new();
         for (id, last_change) in &touched {
             match self.store.get_doc_with_vectors(index.collection_id(), id)? {
                 Some((record, vectors)) => {
                     if index.doc_seq(id) != Some(record.seq) {
-                        let fields = &index.params().text_fields;
-                        batch.extend(index_doc(record, vectors, self.dim(), fields));
+                        batch.extend(index_doc(record, vectors, self.dim()));
                     }
                 }
                 None => {
@@ -219,20 +203,36 @@ impl Db {
         record: &CollectionRecord,
         since: Seq,
     ) -> Result<usize> {
-        let mut last_change: HashMap<String, Seq> = HashMap::new();
-        for change in self.store.changes_after(since) {
-            let (seq, change) = change?;
-            if change.collection_id == record.id {
-                last_change.insert(change.doc_id, seq);
-            }
-        }
-        for (id, seq) in &last_change {
+        let touched = self.changed_docs(record.id, since)?;
+        for (id, seq) in &touched {
             match self.store.get_doc(record.id, id)? {
                 Some(doc) => self.lexical_upsert(lexical, record, doc)?,
                 None => lexical.remove(id, *seq),
             }
         }
-        Ok(last_change.len())
+        Ok(touched.len())
+    }
+
+    /// Every document of a collection the change log names after `since`,
+    /// once, in first-change order, with the sequence number of its last
+    /// change.
+    fn changed_docs(&self, collection_id: u32, since: Seq) -> Result<Vec<(String, Seq)>> {
+        let mut touched: Vec<(String, Seq)> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        for change in self.store.changes_after(since) {
+            let (seq, change) = change?;
+            if change.collection_id != collection_id {
+                continue;
+            }
+            match position.get(&change.doc_id) {
+                Some(&i) => touched[i].1 = seq,
+                None => {
+                    position.insert(change.doc_id.clone(), touched.len());
+                    touched.push((change.doc_id, seq));
+                }
+            }
+        }
+        Ok(touched)
     }
 
     fn lexical_upsert(
@@ -241,10 +241,8 @@ impl Db {
         record: &CollectionRecord,
         doc: DocRecord,
     ) -> Result<()> {
-        let metadata = match serde_json::from_str::<Value>(&doc.metadata_json) {
-            Ok(Value::Object(m)) => m,
-            _ => serde_json::Map::new(),
-        };
+        // Damaged metadata costs its text fields, not the document's text.
+        let metadata = parse_metadata(&doc).unwrap_or_default();
         let units = text_units(
             doc.text.as_deref(),
             &doc.segments,
@@ -268,7 +266,7 @@ impl Db {
         let mut batch = Vec::with_capacity(REBUILD_CHUNK.min(record.doc_count as usize));
         for item in self.store.scan_collection(record.id) {
             let (doc, vectors) = item?;
-            batch.extend(index_doc(doc, vectors, self.dim(), &record.text_fields));
+            batch.extend(index_doc(doc, vectors, self.dim()));
             if batch.len() >= REBUILD_CHUNK {
                 index.upsert(&std::mem::take(&mut batch));
             }
@@ -353,12 +351,10 @@ impl Db {
 
 /// The index's view of a stored document; `None` (reported) for a malformed
 /// record, which is then left out of the index rather than failing the open.
-fn index_doc(
-    record: DocRecord,
-    vectors: Vec<f32>,
-    dim: usize,
-    text_fields: &[String],
-) -> Option<IndexDoc> {
+/// A stored document for the graph. No text units: during recovery and
+/// reindex the lexical index is attached afterwards and caught up on its
+/// own (`recover_lexical`), so they would be computed for nothing.
+fn index_doc(record: DocRecord, vectors: Vec<f32>, dim: usize) -> Option<IndexDoc> {
     let metadata = match serde_json::from_str::<Value>(&record.metadata_json) {
         Ok(Value::Object(m)) => m,
         _ => {
@@ -376,12 +372,7 @@ fn index_doc(
         return None;
     }
     Some(IndexDoc {
-        text_units: text_units(
-            record.text.as_deref(),
-            &record.segments,
-            &metadata,
-            text_fields,
-        ),
+        text_units: Vec::new(),
         id: record.id,
         seq: record.seq,
         modality: record.modality,

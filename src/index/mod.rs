@@ -639,12 +639,7 @@ impl CollectionIndex {
                 if !seen_units.insert((id, unit.segment)) {
                     continue;
                 }
-                let target = FilterTarget {
-                    collection: &self.name,
-                    modality: entry.modality,
-                    metadata: &entry.metadata,
-                };
-                if filter.is_some_and(|f| !f.matches(&target)) {
+                if filter.is_some_and(|f| !self.doc_matches(entry, f)) {
                     continue;
                 }
                 hits.push(IndexHit {
@@ -768,15 +763,18 @@ impl CollectionIndex {
     fn scan_filter(&self, st: &State, filter: &Filter) -> RoaringBitmap {
         st.docs
             .values()
-            .filter(|entry| {
-                filter.matches(&FilterTarget {
-                    collection: &self.name,
-                    modality: entry.modality,
-                    metadata: &entry.metadata,
-                })
-            })
+            .filter(|entry| self.doc_matches(entry, filter))
             .filter_map(|entry| entry.labels.first().map(|&l| l as u32))
             .collect()
+    }
+
+    /// Whether `filter` takes a document (evaluated on what the index holds).
+    fn doc_matches(&self, entry: &DocEntry, filter: &Filter) -> bool {
+        filter.matches(&FilterTarget {
+            collection: &self.name,
+            modality: entry.modality,
+            metadata: &entry.metadata,
+        })
     }
 
     /// Writes a checkpoint of this index covering changes up to `seq`.
