@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
             "demo",
             ContentDocument {
                 id: Some(name.into()),
-                image: Some(bytes),
+                images: vec![bytes],
                 metadata: serde_json::json!({"kind": "picture"}),
                 ..Default::default()
             },

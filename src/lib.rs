@@ -3,7 +3,8 @@
 //!
 //! Layers (dependencies point one way): `types`, `config`; `model` (the
 //! only module importing mlx-rs); `engine`; `store` (sled); `index`
-//! (HNSW); `db`; `api` (axum, the only module serving HTTP); `cli` on top.
+//! (HNSW); `db`; `service` (what the front ends do, typed); `api` (axum, the
+//! only module serving HTTP) and `cli` on top.
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod index;
 pub mod media;
 pub mod model;
+pub mod service;
 pub mod store;
 pub mod types;
 

@@ -4,7 +4,7 @@ fn main() {
     let cli = tkr_embed::cli::Cli::parse();
     if let Err(err) = tkr_embed::cli::run(cli) {
         // One line, the whole cause chain: "error: outer: inner".
-        eprintln!("error: {err:#}");
+        eprintln!("error: {err}");
         std::process::exit(1);
     }
 }

@@ -1,17 +1,24 @@
 //! API errors: every failure becomes `{"error": {"code", "message"}}` with a
-//! status code decided here, in one place.
+//! status code decided here, in one place, by exhaustive matches over the
+//! error kinds of the layers below (a new kind must be given a status).
 use axum::{
     body::Body,
+    extract::State,
     http::{header, HeaderValue, Request, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
     Json,
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::AppState;
 use crate::db::DbError;
 use crate::engine::EngineError;
+use crate::media::MediaError;
 use crate::model::{preprocess::PreprocessError, ModelError};
+use crate::service::{ImageError, ServiceError};
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -22,8 +29,23 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable name (`invalid_request`,
+    /// `collection_not_found`, `overloaded`, …).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -36,7 +58,7 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    pub fn too_large(message: impl Into<String>) -> ApiError {
+    fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
@@ -48,8 +70,54 @@ impl ApiError {
         )
     }
 
-    pub fn internal(message: impl Into<String>) -> ApiError {
+    fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// No route for this path.
+    pub fn no_route(path: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route {path} (see GET /openapi.json)"),
+        )
+    }
+
+    /// `GET /metrics` while `monitoring.metrics` is off.
+    pub fn metrics_off() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are off (monitoring.metrics)",
+        )
+    }
+
+    /// No or a wrong API key.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// The request ran past `server.timeout_secs`.
+    pub fn timeout(limit_secs: u64, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than server.timeout_secs ({limit_secs} s)"),
+            )
+        }
+    }
+
+    /// The stored content URI cannot be sent as a redirect.
+    pub fn bad_stored_uri() -> ApiError {
+        ApiError::internal("the stored content URI is not a valid header")
+    }
+
+    /// A body axum could not read (too large, broken multipart): the
+    /// rejection's own status, with our shape.
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError::new(status, status_code_name(status), message)
     }
 
     /// Prefixes the message, e.g. with the index of the failing input.
@@ -58,10 +126,16 @@ impl ApiError {
         self
     }
 
-    /// The engine's queue is full: 503 with `Retry-After`.
-    pub fn overloaded(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+    fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = code;
+        self
+    }
+
+    /// The engine's queue is full: 503 with `Retry-After` (the configured
+    /// value is filled in by [`json_errors`]).
+    fn overloaded(message: impl Into<String>) -> ApiError {
         ApiError {
-            retry_after: Some(retry_after_secs),
+            retry_after: Some(1),
             ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
         }
     }
@@ -74,7 +148,12 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(code = self.code, "{}", self.message);
         }
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -85,18 +164,48 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        // The message is the whole error's (with any context); the status
+        // comes from the kind underneath.
+        let message = e.to_string();
+        let mut error = match e {
+            ServiceError::Invalid(_) => ApiError::bad_request(""),
+            ServiceError::TooLarge(_) => ApiError::too_large(""),
+            ServiceError::UnsupportedFile(_) => ApiError::unsupported_media(""),
+            ServiceError::WrongMedia(_) => ApiError::bad_request("").with_code("invalid_media"),
+            ServiceError::Db(e) => ApiError::from(e),
+            ServiceError::Engine(e) => ApiError::from(e),
+            ServiceError::Media(e) => ApiError::from(e),
+            ServiceError::Image(e) => ApiError::from(e),
+            ServiceError::ContentExternal { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "content_external", "")
+            }
+            ServiceError::NoContent { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "content_not_found", "")
+            }
+            ServiceError::NoModel
+            | ServiceError::Cancelled
+            | ServiceError::Worker(_)
+            | ServiceError::Io(_) => ApiError::internal(""),
+            ServiceError::Renamed { source, .. } | ServiceError::In { source, .. } => {
+                ApiError::from(*source)
+            }
+        };
+        error.message = message;
+        error
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
-        match &e {
-            // Retry-After is filled in by the caller that knows the config;
-            // 1 s is the default.
-            EngineError::Overloaded(_) => ApiError::overloaded(e.to_string(), 1),
-            EngineError::Stopped => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
-            EngineError::Model(m) => model_error(m, e.to_string()),
+        let message = e.to_string();
+        match e {
+            EngineError::Overloaded(_) => ApiError::overloaded(message),
+            EngineError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            EngineError::Model(m) => model_error(&m, message),
         }
     }
 }
@@ -106,22 +215,23 @@ fn model_error(e: &ModelError, message: String) -> ApiError {
         ModelError::Image(PreprocessError::TooManyPixels { .. }) => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message)
         }
-        ModelError::Image(_) => ApiError::bad_request(message).with_code("invalid_image"),
+        ModelError::Image(
+            PreprocessError::EmptyInput
+            | PreprocessError::UnknownFormat
+            | PreprocessError::Unsupported(_)
+            | PreprocessError::Decode(_)
+            | PreprocessError::ZeroSize { .. }
+            | PreprocessError::AspectRatio { .. }
+            | PreprocessError::InvalidArgument(_),
+        ) => ApiError::bad_request(message).with_code("invalid_image"),
         ModelError::TooLong { .. } | ModelError::BadInput(_) => ApiError::bad_request(message),
-        _ => ApiError::internal(message),
-    }
-}
-
-impl ApiError {
-    pub fn with_code(mut self, code: &'static str) -> ApiError {
-        self.code = code;
-        self
-    }
-
-    /// The generic code of the status (for errors made from axum's rejections).
-    pub fn with_status_code_name(mut self) -> ApiError {
-        self.code = status_code_name(self.status);
-        self
+        ModelError::Config(_)
+        | ModelError::Weights(_)
+        | ModelError::Tokenizer(_)
+        | ModelError::Io { .. }
+        | ModelError::Download(_)
+        | ModelError::Mlx(_)
+        | ModelError::MlxData(_) => ApiError::internal(message),
     }
 }
 
@@ -141,25 +251,80 @@ impl From<DbError> for ApiError {
             DbError::Engine(engine) => ApiError::from(engine),
             DbError::Media(media) => ApiError::from(media),
             DbError::Filter(_) => ApiError::bad_request(message).with_code("invalid_filter"),
-            other if other.is_bad_input() => ApiError::bad_request(message),
-            _ => ApiError::internal(message),
+            DbError::WrongDimension { .. } | DbError::BadInput(_) => ApiError::bad_request(message),
+            DbError::Store(store) => store_error(&store, message),
+            DbError::Index(_) | DbError::Internal(_) => ApiError::internal(message),
         }
     }
 }
 
-impl From<crate::media::MediaError> for ApiError {
-    fn from(e: crate::media::MediaError) -> ApiError {
-        use crate::media::MediaError as M;
+fn store_error(e: &StoreError, message: String) -> ApiError {
+    match e {
+        StoreError::UnknownCollection(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, "collection_not_found", message)
+        }
+        StoreError::CollectionExists(_) => {
+            ApiError::new(StatusCode::CONFLICT, "collection_exists", message)
+        }
+        StoreError::IncompatibleModel { .. } | StoreError::UnsupportedFormat { .. } => {
+            ApiError::bad_request(message)
+        }
+        StoreError::Sled(_)
+        | StoreError::Codec(_)
+        | StoreError::IdCollision(_)
+        | StoreError::Flush(_)
+        | StoreError::Exhausted(_) => ApiError::internal(message),
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> ApiError {
         let message = e.to_string();
         match e {
-            M::TooLarge { .. } | M::TooLong { .. } | M::TooManyPages { .. } => {
+            MediaError::TooLarge { .. }
+            | MediaError::TooLong { .. }
+            | MediaError::TooManyPages { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "media_too_large", message)
             }
-            M::Encrypted { .. } => ApiError::bad_request(message).with_code("encrypted_document"),
-            other if other.is_bad_input() => {
+            MediaError::Encrypted { .. } => {
+                ApiError::bad_request(message).with_code("encrypted_document")
+            }
+            MediaError::Empty { .. }
+            | MediaError::Unsupported { .. }
+            | MediaError::Corrupt { .. }
+            | MediaError::Truncated { .. }
+            | MediaError::Timeout { .. } => {
                 ApiError::bad_request(message).with_code("invalid_media")
             }
-            _ => ApiError::internal(message),
+            MediaError::InvalidArgument(_)
+            | MediaError::Io { .. }
+            | MediaError::Tool { .. }
+            | MediaError::Ffmpeg { .. }
+            | MediaError::Image { .. }
+            | MediaError::Tokenizer(_) => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ImageError::Invalid(_) => ApiError::bad_request(message),
+            ImageError::FetchFailed(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "url_fetch_failed", message)
+            }
+            ImageError::PrivateAddress(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "private_address", message)
+            }
+            ImageError::TooLarge(_) => ApiError::too_large(message),
+            ImageError::FileAccessDisabled(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "file_access_disabled", message)
+            }
+            ImageError::OutsideFileRoot(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "outside_file_root", message)
+            }
+            ImageError::Setup(_) | ImageError::Worker(_) => ApiError::internal(message),
         }
     }
 }
@@ -174,11 +339,20 @@ impl From<tokio::task::JoinError> for ApiError {
 /// Middleware: responses that leave the router as errors without a JSON body
 /// (axum's own rejections, unknown routes, wrong methods, body limits) are
 /// rewritten into the JSON error shape, so clients see one format.
-pub async fn json_errors(request: Request<Body>, next: Next) -> Response {
-    let response = next.run(request).await;
+///
+/// Every `Retry-After` carries the configured `server.retry_after_secs`.
+pub async fn json_errors(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
+    }
+    if let Some(value) = response.headers_mut().get_mut(header::RETRY_AFTER) {
+        *value = HeaderValue::from(state.config.server.retry_after_secs);
     }
     let is_json = response
         .headers()

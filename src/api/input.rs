@@ -51,7 +51,7 @@ pub fn is_multipart(req: &Request) -> bool {
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         let status = rejection.status();
-        ApiError::new(status, "invalid_body", rejection.body_text()).with_status_code_name()
+        ApiError::rejected(status, rejection.body_text())
     })
 }
 
@@ -178,10 +178,5 @@ impl Form {
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     let status = e.status();
-    ApiError::new(
-        status,
-        "invalid_body",
-        format!("multipart form: {}", e.body_text()),
-    )
-    .with_status_code_name()
+    ApiError::rejected(status, format!("multipart form: {}", e.body_text()))
 }

@@ -7,14 +7,12 @@
 //! tokenization) go through `spawn_blocking`; the model runs on the
 //! engine's own thread and is awaited.
 mod auth;
-mod docs;
-mod embed;
 pub mod error;
-pub mod fetch;
 mod input;
 mod metrics;
 pub mod openapi;
-mod system;
+mod routes;
+pub mod wire;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -23,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::{
     extract::{DefaultBodyLimit, State},
-    http::{Request, StatusCode},
+    http::Request,
     middleware::{self, Next},
     response::Response,
     routing::{get, post},
@@ -32,26 +30,24 @@ use axum::{
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::engine::{EmbedRequest, Engine};
-use error::{ApiError, ApiResult};
-
-/// Most images fused into one input.
-pub const MAX_IMAGES_PER_INPUT: usize = 16;
+use crate::engine::Engine;
+use crate::service::{Service, ServiceError};
+use error::ApiError;
+use routes::{collections, content, documents, embed, search, system};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
+    /// What the routes do, typed; they only translate HTTP to it and back.
+    pub service: Service,
     pub db: Arc<Db>,
     pub engine: Arc<Engine>,
     pub config: Config,
     /// The memory profile in use, for `/info`.
     pub profile: Option<String>,
-    /// How the database names the model (`/info`, `/v1/embeddings`' `model`).
-    pub model_name: String,
     metrics: metrics::Metrics,
-    images: fetch::ImageSources,
     started: Instant,
 }
 
@@ -68,106 +64,17 @@ impl AppState {
         engine: Arc<Engine>,
         config: Config,
         profile: Option<String>,
-    ) -> anyhow::Result<AppState> {
-        let images = fetch::ImageSources::new(&config.server)?;
-        let model_name = db.options().model_id.clone();
+    ) -> Result<AppState, ServiceError> {
+        let service = Service::new(Arc::clone(&db), Some(Arc::clone(&engine)), &config)?;
         Ok(AppState(Arc::new(Shared {
+            service,
             db,
             engine,
             config,
             profile,
-            model_name,
             metrics: metrics::Metrics::default(),
-            images,
             started: Instant::now(),
         })))
-    }
-
-    /// Embeds requests together (so the engine can batch them); results in
-    /// order, with each prompt's token count. The first failure fails all,
-    /// naming the input's position when there are several.
-    pub async fn embed(&self, requests: Vec<EmbedRequest>) -> ApiResult<Vec<(Vec<f32>, usize)>> {
-        let several = requests.len() > 1;
-        let engine = Arc::clone(&self.engine);
-        // Decoding and tokenizing are CPU work: off the async workers.
-        let pending = tokio::task::spawn_blocking(move || {
-            requests
-                .into_iter()
-                .map(|r| engine.submit(r))
-                .collect::<Vec<_>>()
-        })
-        .await?;
-        let mut out = Vec::with_capacity(pending.len());
-        for (i, p) in pending.into_iter().enumerate() {
-            let tokens = p.prompt_tokens();
-            let vector = self
-                .engine
-                .wait_async(p)
-                .await
-                .map_err(|e| self.engine_error(e, several.then_some(i)))?;
-            out.push((vector, tokens));
-        }
-        Ok(out)
-    }
-
-    pub async fn embed_one(&self, request: EmbedRequest) -> ApiResult<Vec<f32>> {
-        let mut out = self.embed(vec![request]).await?;
-        Ok(out.pop().expect("one result per request").0)
-    }
-
-    /// An overload error carries the configured Retry-After.
-    pub fn with_retry_after(&self, mut error: ApiError) -> ApiError {
-        if error.retry_after.is_some() {
-            error.retry_after = Some(self.config.server.retry_after_secs);
-        }
-        error
-    }
-
-    fn engine_error(&self, e: crate::engine::EngineError, index: Option<usize>) -> ApiError {
-        let error = self.with_retry_after(ApiError::from(e));
-        match index {
-            Some(i) if error.status.is_client_error() => error.context(format!("input {i}")),
-            _ => error,
-        }
-    }
-
-    /// Runs a database call on the blocking pool.
-    pub async fn with_db<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Db) -> crate::db::Result<T> + Send + 'static,
-    ) -> ApiResult<T> {
-        let db = Arc::clone(&self.db);
-        let result = tokio::task::spawn_blocking(move || f(&db)).await?;
-        result.map_err(|e| self.with_retry_after(ApiError::from(e)))
-    }
-
-    /// Bytes of an image named by a data URL, base64, URL or allowed file.
-    pub async fn load_image(&self, source: &str) -> ApiResult<Vec<u8>> {
-        self.images.load(source).await
-    }
-
-    /// The images of one input (`image` first, then `images`), at most
-    /// [`MAX_IMAGES_PER_INPUT`], checked before any is fetched.
-    pub async fn load_images(
-        &self,
-        image: Option<String>,
-        images: Option<Vec<String>>,
-    ) -> ApiResult<Vec<Vec<u8>>> {
-        let sources: Vec<String> = image
-            .into_iter()
-            .chain(images.into_iter().flatten())
-            .collect();
-        if sources.len() > MAX_IMAGES_PER_INPUT {
-            return Err(ApiError::too_large(format!(
-                "{} images in one input; at most {MAX_IMAGES_PER_INPUT}",
-                sources.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(sources.len());
-        for source in &sources {
-            out.push(self.load_image(source).await?);
-        }
-        Ok(out)
     }
 }
 
@@ -186,22 +93,25 @@ pub fn app(state: AppState) -> Router {
         .route("/embed/video", post(embed::embed_video))
         .route(
             "/collections",
-            get(docs::list_collections).post(docs::create_collection),
+            get(collections::list_collections).post(collections::create_collection),
         )
         .route(
             "/collections/{collection}",
-            get(docs::get_collection).delete(docs::drop_collection),
+            get(collections::get_collection).delete(collections::drop_collection),
         )
-        .route("/collections/{collection}/documents", post(docs::insert))
+        .route(
+            "/collections/{collection}/documents",
+            post(documents::insert),
+        )
         .route(
             "/collections/{collection}/documents/{id}",
-            get(docs::get_document).delete(docs::delete_document),
+            get(documents::get_document).delete(documents::delete_document),
         )
         .route(
             "/collections/{collection}/documents/{id}/content",
-            get(docs::get_content),
+            get(content::get_content),
         )
-        .route("/collections/{collection}/search", post(docs::search))
+        .route("/collections/{collection}/search", post(search::search))
         .fallback(system::not_found)
         // Innermost first: body limit, auth, timeout, metrics, JSON errors.
         .layer(DefaultBodyLimit::max(body_limit))
@@ -214,7 +124,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            error::json_errors,
+        ))
         .with_state(state)
 }
 
@@ -233,16 +146,7 @@ async fn timeout(
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!(
-                    "the request took longer than server.timeout_secs ({} s)",
-                    limit.as_secs()
-                ),
-            );
-            e.retry_after = Some(state.config.server.retry_after_secs);
-            e.into_response()
+            ApiError::timeout(limit.as_secs(), state.config.server.retry_after_secs).into_response()
         }
     }
 }

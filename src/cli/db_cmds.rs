@@ -8,13 +8,15 @@ use serde_json::{json, Value};
 
 use crate::{
     config::ConfigSources,
-    db::{
-        content_modality, CollectionOptions, ContentDocument, Db, DbOptions, Hit, HybridOptions,
-        NewDocument, SearchMode,
+    db::{Db, DbOptions, HybridOptions, SearchMode},
+    engine::Engine,
+    index::GroupBy,
+    service::{
+        block_on,
+        views::{HitView, SearchResults, SegmentView, StatsView},
+        FileSource, ImageInput, Include, InsertContent, SearchQuery, SearchRequest, Service,
     },
-    engine::{EmbedRequest, Engine, ImageData},
-    index::{Filter, GroupBy},
-    types::{Modality, VectorEncoding},
+    types::VectorEncoding,
 };
 
 #[derive(Debug, Args)]
@@ -172,6 +174,33 @@ fn open_existing(loaded: &ConfigSources) -> anyhow::Result<Db> {
     }
 }
 
+/// The service on an existing database, without a model.
+fn service(loaded: &ConfigSources) -> anyhow::Result<Service> {
+    Ok(Service::new(
+        Arc::new(open_existing(loaded)?),
+        None,
+        &loaded.config,
+    )?)
+}
+
+/// The service with the configured model loaded.
+fn service_with_model(loaded: &ConfigSources) -> anyhow::Result<Service> {
+    let engine = super::start_engine(loaded)?;
+    let db = open_with_engine(loaded, &engine)?;
+    Ok(Service::new(
+        Arc::new(db),
+        Some(Arc::new(engine)),
+        &loaded.config,
+    )?)
+}
+
+/// Runs a service call on a runtime of its own.
+fn run<T>(
+    future: impl std::future::Future<Output = crate::service::Result<T>>,
+) -> anyhow::Result<T> {
+    Ok(block_on(future)??)
+}
+
 fn parse_vector(json: &str) -> anyhow::Result<Vec<f32>> {
     serde_json::from_str(json).context("--vector must be a JSON array of numbers")
 }
@@ -194,110 +223,81 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         Some(m) => parse_json_object(m, "--metadata")?,
         None => Value::Null,
     };
-    let id = if let Some(path) = &args.file {
-        let engine = super::start_engine(loaded)?;
-        let db = open_with_engine(loaded, &engine)?;
-        ensure_collection(&db, &args.collection)?;
-        let options = crate::db::files::IngestOptions::from_config(&loaded.config);
+    let collection = args.collection.as_str();
+    let inserted = if let Some(path) = &args.file {
+        let service = service_with_model(loaded)?;
+        run(service.ensure_collection(collection))?;
         let bar = super::progress_bar(0, "embedding");
-        let progress = |done: u64, total: u64| {
-            bar.set_length(total);
-            bar.set_position(done);
+        let progress = {
+            let bar = bar.clone();
+            Arc::new(move |done: u64, total: u64| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
         };
-        let input = crate::db::files::FileInput {
-            path,
-            id: args.id.clone(),
-            metadata,
-        };
-        let id = db.insert_file(&engine, &args.collection, input, &options, &progress)?;
+        let file = FileSource::Path(path.clone());
+        let inserted =
+            run(service.insert_file(collection, file, args.id.clone(), metadata, progress))?;
         bar.finish_and_clear();
-        id
-    } else if let Some(v) = &args.vector {
-        let vector = parse_vector(v)?;
-        let db = match Db::stored_options(&loaded.config.storage.data_dir)? {
-            Some(options) => open(loaded, options)?,
-            None => open(
-                loaded,
-                DbOptions::new(
-                    model_identity(&loaded.config.model.name),
-                    vector.len(),
-                    "external",
-                ),
-            )?,
-        };
-        ensure_collection(&db, &args.collection)?;
-        // A bare vector counts as text, like a text-only document.
-        let modality =
-            content_modality(args.text.is_some(), args.image.is_some()).unwrap_or(Modality::Text);
-        let mut doc = NewDocument::new(modality, vector).with_metadata(metadata);
-        doc.id = args.id.clone();
-        doc.text = args.text.clone();
-        if let Some(path) = &args.image {
-            doc = doc.with_content(crate::db::image_content(read_file(path)?));
-        }
-        db.insert(&args.collection, doc)?
+        inserted
     } else {
-        if args.text.is_none() && args.image.is_none() {
+        let vector = args.vector.as_deref().map(parse_vector).transpose()?;
+        if args.text.is_none() && args.image.is_none() && vector.is_none() {
             bail!("nothing to insert: give --text, --image, --file or --vector");
         }
-        let engine = super::start_engine(loaded)?;
-        let db = open_with_engine(loaded, &engine)?;
-        ensure_collection(&db, &args.collection)?;
-        let image = args.image.as_ref().map(read_file).transpose()?;
-        db.insert_content(
-            &engine,
-            &args.collection,
-            ContentDocument {
-                id: args.id.clone(),
-                text: args.text.clone(),
-                image,
-                metadata,
-            },
-        )?
+        let service = match &vector {
+            // A stored vector needs no model; a new database takes its
+            // dimension from it.
+            Some(v) => {
+                let db = match Db::stored_options(&loaded.config.storage.data_dir)? {
+                    Some(options) => open(loaded, options)?,
+                    None => open(
+                        loaded,
+                        DbOptions::new(
+                            model_identity(&loaded.config.model.name),
+                            v.len(),
+                            "external",
+                        ),
+                    )?,
+                };
+                Service::new(Arc::new(db), None, &loaded.config)?
+            }
+            None => service_with_model(loaded)?,
+        };
+        run(service.ensure_collection(collection))?;
+        let images = match &args.image {
+            Some(path) => vec![ImageInput::Bytes(read_file(path)?)],
+            None => Vec::new(),
+        };
+        let input = InsertContent {
+            id: args.id.clone(),
+            text: args.text.clone(),
+            images,
+            metadata,
+            vector,
+        };
+        run(service.insert(collection, input))?
     };
     if args.json {
-        println!("{}", json!({"id": id, "collection": args.collection}));
+        println!("{}", json!({"id": inserted.id, "collection": collection}));
     } else {
-        println!("{id}");
-    }
-    Ok(())
-}
-
-fn ensure_collection(db: &Db, name: &str) -> anyhow::Result<()> {
-    if !db.list_collections()?.iter().any(|c| c.name == name) {
-        db.create_collection(name)?;
+        println!("{}", inserted.id);
     }
     Ok(())
 }
 
 pub fn get(args: DocArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
-    let db = open_existing(loaded)?;
-    let Some(doc) = db.get(&args.collection, &args.id)? else {
-        bail!(
-            "no document {:?} in collection {:?}",
-            args.id,
-            args.collection
-        );
-    };
-    let v = crate::db::document_json(&doc);
+    let view = run(service(loaded)?.document(&args.collection, &args.id))?;
     if args.json {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&view)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
     }
     Ok(())
 }
 
 pub fn delete(args: DocArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
-    let db = open_existing(loaded)?;
-    let deleted = db.delete(&args.collection, &args.id)?;
-    if !deleted {
-        bail!(
-            "no document {:?} in collection {:?}",
-            args.id,
-            args.collection
-        );
-    }
+    run(service(loaded)?.delete(&args.collection, &args.id))?;
     if args.json {
         println!("{}", json!({"deleted": args.id}));
     } else {
@@ -310,133 +310,54 @@ pub fn search(args: SearchArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     let filter = args
         .filter
         .as_deref()
-        .map(|f| -> anyhow::Result<Filter> {
-            let value: Value = serde_json::from_str(f).context("--filter is not valid JSON")?;
-            Ok(Filter::from_json(&value)?)
-        })
+        .map(|f| serde_json::from_str::<Value>(f).context("--filter is not valid JSON"))
         .transpose()?;
-    let started = std::time::Instant::now();
-    let hybrid = HybridOptions {
+    let query = SearchQuery {
+        text: args.text.clone(),
+        images: match &args.image {
+            Some(path) => vec![ImageInput::Bytes(read_file(path)?)],
+            None => Vec::new(),
+        },
+        instruction: None,
+        document_id: args.document.clone(),
+        vector: args.vector.as_deref().map(parse_vector).transpose()?,
+        parts: None,
+    };
+    let mut request = SearchRequest::new(args.collection.clone(), query);
+    request.k = args.k;
+    request.filter = filter;
+    request.mode = args.mode;
+    request.group_by = args.group_by;
+    request.hybrid = HybridOptions {
         rrf_k: args.rrf_k,
         vector_weight: args.vector_weight,
         lexical_weight: args.lexical_weight,
     };
-    let hits = match (args.mode, &args.text) {
-        (SearchMode::Vector, _) => vector_search(&args, loaded, filter.as_ref())?,
-        (SearchMode::Lexical, Some(text))
-            if args.image.is_none() && args.document.is_none() && args.vector.is_none() =>
-        {
-            open_existing(loaded)?.search_lexical(
-                &args.collection,
-                text,
-                args.k,
-                filter.as_ref(),
-                args.group_by,
-            )?
-        }
-        (SearchMode::Lexical, _) => bail!("--mode lexical searches with --text only"),
-        (SearchMode::Hybrid, Some(text)) if args.document.is_none() => {
-            if let Some(v) = &args.vector {
-                if args.image.is_some() {
-                    bail!("--mode hybrid takes --text with --image or with --vector, not both");
-                }
-                let db = open_existing(loaded)?;
-                let v = parse_vector(v)?;
-                let (k, group) = (args.k, args.group_by);
-                db.search_hybrid(
-                    &args.collection,
-                    &v,
-                    text,
-                    k,
-                    filter.as_ref(),
-                    &hybrid,
-                    group,
-                )?
-            } else {
-                let engine = super::start_engine(loaded)?;
-                let db = open_with_engine(loaded, &engine)?;
-                let query = engine.embed(content_request(&args)?)?;
-                db.search_hybrid(
-                    &args.collection,
-                    &query,
-                    text,
-                    args.k,
-                    filter.as_ref(),
-                    &hybrid,
-                    args.group_by,
-                )?
-            }
-        }
-        (SearchMode::Hybrid, _) => {
-            bail!("--mode hybrid needs --text (with --image or --vector at most)")
-        }
+    // Hybrid hits say where they ranked in each list.
+    request.include = Include {
+        scores: args.mode == SearchMode::Hybrid,
+        ..Include::default()
     };
-    let took_ms = started.elapsed().as_secs_f64() * 1e3;
-    if args.json {
-        let hits: Vec<Value> = hits.iter().map(crate::db::hit_json).collect();
-        println!("{}", json!({"hits": hits, "took_ms": took_ms}));
+    let service = if request.needs_model() {
+        service_with_model(loaded)?
     } else {
-        print_hits(&hits);
+        service(loaded)?
+    };
+    let results = run(service.search(request))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&results)?);
+    } else {
+        print_hits(&results);
     }
     Ok(())
-}
-
-/// The embedding request of --text and/or --image.
-fn content_request(args: &SearchArgs) -> anyhow::Result<EmbedRequest> {
-    let mut request = EmbedRequest::text(args.text.clone().unwrap_or_default());
-    if let Some(path) = &args.image {
-        request
-            .images
-            .push(ImageData::Encoded(Arc::new(read_file(path)?)));
-    }
-    Ok(request)
-}
-
-fn vector_search(
-    args: &SearchArgs,
-    loaded: &ConfigSources,
-    filter: Option<&Filter>,
-) -> anyhow::Result<Vec<Hit>> {
-    let given = [
-        args.text.is_some() || args.image.is_some(),
-        args.document.is_some(),
-        args.vector.is_some(),
-    ];
-    if given.iter().filter(|&&g| g).count() != 1 {
-        bail!("give exactly one query: --text/--image, --document or --vector");
-    }
-    let hits = if let Some(id) = &args.document {
-        open_existing(loaded)?.search_by_document(&args.collection, id, args.k, filter)?
-    } else if let Some(v) = &args.vector {
-        let v = parse_vector(v)?;
-        open_existing(loaded)?.search_grouped(
-            &args.collection,
-            &v,
-            args.k,
-            filter,
-            args.group_by,
-        )?
-    } else {
-        let engine = super::start_engine(loaded)?;
-        let db = open_with_engine(loaded, &engine)?;
-        db.check_collection(&args.collection)?;
-        let query = engine.embed(content_request(args)?)?;
-        db.search_grouped(&args.collection, &query, args.k, filter, args.group_by)?
-    };
-    Ok(hits)
 }
 
 pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> anyhow::Result<()> {
     match cmd.unwrap_or(CollectionsCommand::List { json: false }) {
         CollectionsCommand::List { json } => {
-            let db = open_existing(loaded)?;
-            let list = db.list_collections()?;
+            let list = run(service(loaded)?.list_collections())?;
             if json {
-                let v: Vec<Value> = list
-                    .iter()
-                    .map(|c| json!({"name": c.name, "documents": c.documents, "vectors": c.vectors.as_str()}))
-                    .collect();
-                println!("{}", Value::from(v));
+                println!("{}", serde_json::to_string(&list)?);
             } else if list.is_empty() {
                 println!("(no collections)");
             } else {
@@ -453,17 +374,12 @@ pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> a
             vectors,
             text_fields,
         } => {
-            let options = CollectionOptions {
-                vectors,
-                text_fields,
-            };
-            open_existing(loaded)?.create_collection_with(&name, options)?;
+            let service = service(loaded)?;
+            run(service.create_collection(name.clone(), Some(vectors.as_str()), text_fields))?;
             println!("created {name} ({vectors} vectors)");
         }
         CollectionsCommand::Drop { name } => {
-            if !open_existing(loaded)?.drop_collection(&name)? {
-                bail!("unknown collection {name:?}");
-            }
+            run(service(loaded)?.drop_collection(&name))?;
             println!("dropped {name}");
         }
     }
@@ -472,27 +388,11 @@ pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> a
 
 pub fn stats(args: JsonFlag, loaded: &ConfigSources) -> anyhow::Result<()> {
     let db = open_existing(loaded)?;
-    let s = db.stats()?;
-    let collections: Vec<Value> = s
-        .collections
-        .iter()
-        .map(|c| {
-            json!({"name": c.name, "documents": c.documents,
-                   "index": {"documents": c.index.documents, "points": c.index.points, "tombstones": c.index.tombstones,
-                             "vectors": c.index.vectors.as_str(), "memory_bytes": c.index.memory_bytes}})
-        })
-        .collect();
-    let v = json!({
-        "data_dir": loaded.config.storage.data_dir,
-        "model_id": s.model_id, "dim": s.dim, "dtype": s.dtype,
-        "format_version": s.format_version, "documents": s.documents,
-        "collections": collections, "blobs": s.blobs, "blob_bytes": s.blob_bytes,
-        "last_seq": s.last_seq, "size_on_disk": s.size_on_disk,
-    });
+    let view = StatsView::new(&loaded.config.storage.data_dir, &db.stats()?);
     if args.json {
-        println!("{v}");
+        println!("{}", serde_json::to_string(&view)?);
     } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&view)?);
     }
     Ok(())
 }
@@ -510,24 +410,55 @@ pub fn reindex(args: ReindexArgs, loaded: &ConfigSources) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn print_hits(hits: &[Hit]) {
+/// Where in its document a hit matched: a time range, a page, or a byte
+/// range of the text (with its page, for a PDF); `-` for the whole document.
+fn segment_cell(segment: Option<&SegmentView>) -> String {
+    let Some(s) = segment else {
+        return "-".to_owned();
+    };
+    match (s.start_s, s.end_s, s.start, s.end, s.page) {
+        (Some(a), Some(b), _, _, _) => format!("{a:.1}–{b:.1} s"),
+        (_, _, Some(a), Some(b), Some(p)) => format!("p. {p}, bytes {a}–{b}"),
+        (_, _, Some(a), Some(b), None) => format!("bytes {a}–{b}"),
+        (_, _, _, _, Some(p)) => format!("page {p}"),
+        _ => "-".to_owned(),
+    }
+}
+
+fn print_hits(results: &SearchResults) {
+    let hits: &[HitView] = &results.hits;
     if hits.is_empty() {
         println!("(no hits)");
         return;
     }
+    let segments: Vec<String> = hits
+        .iter()
+        .map(|h| segment_cell(h.segment.as_ref()))
+        .collect();
+    let width = segments
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     println!(
-        "{:>4}  {:>7}  {:<8}  {:<32}  metadata",
-        "rank", "score", "modality", "id"
+        "{:>4}  {:>7}  {:<8}  {:<32}  {:<width$}  metadata",
+        "rank", "score", "modality", "id", "segment"
     );
-    for (i, h) in hits.iter().enumerate() {
-        let meta = Value::from(h.metadata.clone()).to_string();
+    for (i, (h, segment)) in hits.iter().zip(&segments).enumerate() {
+        let meta = h
+            .metadata
+            .as_ref()
+            .map(|m| Value::from(m.clone()).to_string())
+            .unwrap_or_default();
         let meta: String = meta.chars().take(60).collect();
         println!(
-            "{:>4}  {:>7.4}  {:<8}  {:<32}  {}",
+            "{:>4}  {:>7.4}  {:<8}  {:<32}  {:<width$}  {}",
             i + 1,
             h.score,
-            h.modality.as_str(),
+            h.modality,
             h.id,
+            segment,
             meta
         );
     }

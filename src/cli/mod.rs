@@ -127,7 +127,25 @@ impl GlobalArgs {
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// A failed command; shown as one line with the whole cause chain
+/// ("outer: inner").
+#[derive(Debug)]
+pub struct CliError(anyhow::Error);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    run_command(cli).map_err(CliError)
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     let mut inputs = cli.global.config_inputs();
     match &cli.command {
         Command::Embed(args) => args.config_flags(&mut inputs.flags),
@@ -156,7 +174,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Resolves the configured model (local directory or hub download) and
 /// starts the engine on it.
-pub fn start_engine(loaded: &ConfigSources) -> anyhow::Result<crate::engine::Engine> {
+pub(crate) fn start_engine(loaded: &ConfigSources) -> anyhow::Result<crate::engine::Engine> {
     let config = &loaded.config;
     let dir =
         crate::model::hub::resolve_model(&config.model.name, config.model.cache_dir.as_deref())?;
@@ -165,7 +183,7 @@ pub fn start_engine(loaded: &ConfigSources) -> anyhow::Result<crate::engine::Eng
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -100,6 +100,10 @@ pub enum WeightStorageChoice {
     Bfloat16,
 }
 
+/// Most hits any search may return (the database's own bound; `server.max_k`
+/// may only lower it).
+pub const MAX_K: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum VideoPooling {
@@ -191,6 +195,8 @@ pub struct ServerConfig {
     /// Most inputs in one request (texts of /embed/text, `input` of
     /// /v1/embeddings).
     pub max_inputs_per_request: usize,
+    /// Most hits one search may ask for (HTTP API and CLI).
+    pub max_k: usize,
     /// API keys accepted as `Authorization: Bearer KEY`; empty = no auth.
     /// Environment: TKR_SERVER_API_KEYS=key1,key2 (or TKR_API_KEYS).
     pub api_keys: Vec<String>,
@@ -274,6 +280,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024 * 1024,
             max_image_pixels: 64_000_000,
             max_inputs_per_request: 256,
+            max_k: 1000,
             api_keys: Vec::new(),
             retry_after_secs: 1,
             allow_private_urls: false,
@@ -408,12 +415,19 @@ impl Config {
                 "server.max_inputs_per_request",
                 s.max_inputs_per_request as u64,
             ),
+            ("server.max_k", s.max_k as u64),
             ("server.url_max_bytes", s.url_max_bytes),
             ("server.url_timeout_secs", s.url_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));
             }
+        }
+        if s.max_k > MAX_K {
+            return Err(ConfigError::invalid(
+                "server.max_k",
+                format!("must be at most {MAX_K}"),
+            ));
         }
         if let Some(i) = s.api_keys.iter().position(|k| k.trim().is_empty()) {
             return Err(ConfigError::invalid(

@@ -1,29 +1,107 @@
-//! Content in, vectors out: documents and queries embedded through the
-//! engine, then stored / searched like any other vector.
+//! Content in, vectors out: a document given by its content (text and/or
+//! images, or a precomputed vector) turned into a storable document in one
+//! place, for the library, the CLI and the HTTP API alike.
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{Content, ContentInfo, Db, DbError, NewDocument, Result};
+use super::{Content, Db, DbError, NewDocument, Result};
 use crate::{
     engine::{EmbedRequest, Engine, ImageData},
     types::{Modality, Span},
 };
 
-/// A document given by its content; the engine computes its vector.
+/// A document given by its content; the engine computes its vector unless
+/// one is given.
 #[derive(Debug, Clone, Default)]
 pub struct ContentDocument {
     /// `None`: generated.
     pub id: Option<String>,
     pub text: Option<String>,
-    /// An encoded image file (PNG, JPEG, WebP, …); stored as the content.
-    pub image: Option<Vec<u8>>,
+    /// Encoded image files (PNG, JPEG, WebP, …), embedded together with the
+    /// text into one vector; the first is stored as the document's content.
+    pub images: Vec<Vec<u8>>,
     /// A JSON object or `null`.
     pub metadata: Value,
+    /// A precomputed vector: stored as given, the model is not run.
+    pub vector: Option<Vec<f32>>,
+    /// The system-turn instruction to embed with (default: the engine's).
+    pub instruction: Option<String>,
+}
+
+/// A [`ContentDocument`] checked and split into what the engine needs and
+/// what is stored once the vector is known.
+pub struct PreparedContent {
+    pub modality: Modality,
+    /// `None` when the document brought its own vector.
+    pub request: Option<EmbedRequest>,
+    vector: Option<Vec<f32>>,
+    document: NewDocument,
+    images: Vec<Arc<Vec<u8>>>,
+}
+
+impl ContentDocument {
+    /// Checks the document (metadata an object or null; text, an image or a
+    /// vector) and builds its embedding request.
+    pub fn prepare(self) -> Result<PreparedContent> {
+        let metadata = match self.metadata {
+            Value::Null | Value::Object(_) => self.metadata,
+            _ => return Err(DbError::BadInput("`metadata` must be a JSON object".into())),
+        };
+        let has_images = !self.images.is_empty();
+        let modality = match content_modality(self.text.is_some(), has_images) {
+            Some(m) => m,
+            // A bare vector counts as text, like a text-only document.
+            None if self.vector.is_some() => Modality::Text,
+            None => {
+                return Err(DbError::BadInput(
+                    "a document needs `text`, `image` or `vector`".into(),
+                ))
+            }
+        };
+        let images: Vec<Arc<Vec<u8>>> = self.images.into_iter().map(Arc::new).collect();
+        let request = self.vector.is_none().then(|| {
+            let mut request = EmbedRequest::text(self.text.clone().unwrap_or_default());
+            request.instruction = self.instruction;
+            request.images = images
+                .iter()
+                .map(|b| ImageData::Encoded(Arc::clone(b)))
+                .collect();
+            request
+        });
+        let mut document = NewDocument::new(modality, Vec::new()).with_metadata(metadata);
+        document.id = self.id;
+        document.text = self.text;
+        Ok(PreparedContent {
+            modality,
+            request,
+            vector: self.vector,
+            document,
+            images,
+        })
+    }
+}
+
+impl PreparedContent {
+    /// The document to store, with the engine's vector (`None` when the
+    /// document brought its own). The first image becomes the content; the
+    /// engine has let go of its references by now, so it is not copied.
+    pub fn into_document(self, embedded: Option<Vec<f32>>) -> Result<NewDocument> {
+        let vector = self.vector.or(embedded).ok_or_else(|| {
+            DbError::Internal("a content document was stored without its vector".into())
+        })?;
+        let mut document = self.document;
+        document.vector = vector;
+        if let Some(bytes) = self.images.into_iter().next() {
+            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+            document = document.with_content(image_content(bytes));
+        }
+        Ok(document)
+    }
 }
 
 impl Db {
-    /// Embeds the document (text, image, or both fused into one vector)
+    /// Embeds the document (text, images, or both fused into one vector)
     /// and inserts it. Nothing is stored when embedding fails.
     pub fn insert_content(
         &self,
@@ -31,23 +109,13 @@ impl Db {
         collection: &str,
         doc: ContentDocument,
     ) -> Result<String> {
-        let modality = content_modality(doc.text.is_some(), doc.image.is_some())
-            .ok_or_else(|| DbError::BadInput("a document needs text or an image".into()))?;
-        let image = doc.image.map(Arc::new);
-        let mut request = EmbedRequest::text(doc.text.clone().unwrap_or_default());
-        if let Some(bytes) = &image {
-            request.images.push(ImageData::Encoded(Arc::clone(bytes)));
-        }
-        let vector = engine.embed(request)?;
-        let mut new = NewDocument::new(modality, vector).with_metadata(doc.metadata);
-        new.id = doc.id;
-        new.text = doc.text;
-        if let Some(bytes) = image {
-            // The engine has let go of its reference by now: no copy.
-            let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
-            new = new.with_content(image_content(bytes));
-        }
-        self.insert(collection, new)
+        let mut prepared = doc.prepare()?;
+        self.check_collection(collection)?;
+        let vector = match prepared.request.take() {
+            Some(request) => Some(engine.embed(request)?),
+            None => None,
+        };
+        self.insert(collection, prepared.into_document(vector)?)
     }
 
     /// Embeds a query (text, image, or both) and searches with it.
@@ -64,7 +132,7 @@ impl Db {
     }
 }
 
-/// The modality of a document made of text and/or an image: both are one
+/// The modality of a document made of text and/or images: both are one
 /// fused vector; `None` when there is neither.
 pub fn content_modality(has_text: bool, has_image: bool) -> Option<Modality> {
     match (has_text, has_image) {
@@ -81,80 +149,6 @@ pub fn image_content(data: Vec<u8>) -> Content {
         .map(|f| f.to_mime_type().to_owned())
         .unwrap_or_else(|_| "application/octet-stream".to_owned());
     Content::Bytes { data, content_type }
-}
-
-pub fn content_info_json(c: &ContentInfo) -> Value {
-    match c {
-        ContentInfo::Stored {
-            content_type,
-            len,
-            hash,
-        } => json!({"stored": true, "content_type": content_type, "bytes": len, "blake3": hash}),
-        ContentInfo::External { uri, content_type } => {
-            json!({"stored": false, "uri": uri, "content_type": content_type})
-        }
-    }
-}
-
-pub fn span_json(s: &Span) -> Value {
-    match *s {
-        Span::Time { start_s, end_s } => json!({"start_s": start_s, "end_s": end_s}),
-        Span::Page { page } => json!({"page": page}),
-        Span::Bytes { start, end } => json!({"start": start, "end": end}),
-    }
-}
-
-/// A stored document as JSON (CLI `get --json`, API `GET …/documents/{id}`).
-pub fn document_json(d: &super::Document) -> Value {
-    json!({
-        "id": d.id, "collection": d.collection, "modality": d.modality.as_str(),
-        "text": d.text, "metadata": d.metadata,
-        "content": d.content.as_ref().map(content_info_json),
-        "segments": d.segments.iter().map(span_json).collect::<Vec<_>>(),
-        "created_ms": d.created_ms, "updated_ms": d.updated_ms,
-    })
-}
-
-/// A search hit as JSON; `segment` is the part of the document that matched
-/// (a time range, a page, a text chunk) or null for the whole document.
-pub fn hit_json(h: &super::Hit) -> Value {
-    let mut v = json!({
-        "id": h.id, "score": h.score, "modality": h.modality.as_str(),
-        "metadata": h.metadata,
-        "segment": h.segment.as_ref().map(|s| segment_json(&s.span, &h.metadata)),
-    });
-    if let Some(fusion) = &h.fusion {
-        v["scores"] = fusion_json(fusion);
-    }
-    v
-}
-
-/// A hybrid hit's place in each list: `{"vector": {"rank", "score"},
-/// "lexical": …}` (`null` for a list it was not in).
-pub fn fusion_json(f: &crate::index::fusion::Fusion) -> Value {
-    let place =
-        |p: Option<(u32, f32)>| p.map(|(rank, score)| json!({"rank": rank, "score": score}));
-    json!({"vector": place(f.vector), "lexical": place(f.lexical)})
-}
-
-/// A hit's segment as JSON: [`span_json`], plus the `page` a text chunk
-/// starts on when the document is a PDF (its `media.page_starts`).
-pub fn segment_json(span: &Span, metadata: &serde_json::Map<String, Value>) -> Value {
-    let mut v = span_json(span);
-    let starts = metadata
-        .get("media")
-        .and_then(|m| m.get("page_starts"))
-        .and_then(Value::as_array);
-    if let (Span::Bytes { start, .. }, Some(starts)) = (span, starts) {
-        let page = starts
-            .iter()
-            .take_while(|s| s.as_u64().is_some_and(|s| s <= *start))
-            .count();
-        if page > 0 {
-            v["page"] = json!(page);
-        }
-    }
-    v
 }
 
 /// The text of a text chunk (a `bytes` span of the document's text).

@@ -36,10 +36,7 @@ mod search;
 pub use search::{combine_query, HybridOptions, SearchMode, MAX_K, MAX_QUERY_PARTS};
 mod write;
 
-pub use embed::{
-    chunk_text, content_info_json, content_modality, document_json, fusion_json, hit_json,
-    image_content, segment_json, span_json, ContentDocument,
-};
+pub use embed::{chunk_text, content_modality, image_content, ContentDocument, PreparedContent};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -117,7 +117,7 @@ fn hybrid_depth(k: usize) -> usize {
 }
 
 /// Largest `k` a search may ask for.
-pub const MAX_K: usize = 10_000;
+pub use crate::config::MAX_K;
 
 impl Db {
     /// The `k` documents nearest to `query` (any length-`dim` vector; it is

@@ -213,6 +213,10 @@ fn lexical_and_hybrid_search_without_a_model() {
     let c = hits.iter().find(|h| h["id"] == "c").unwrap();
     assert_eq!(c["scores"]["vector"]["rank"], 1);
     assert!(c["scores"]["lexical"].is_null());
+    // Hybrid search with a stored document has no lexical part: it is a
+    // vector search (as over HTTP).
+    let v = t.json(&["search", "--mode", "hybrid", "--document", "a", "--json"]);
+    assert!(v["hits"].as_array().unwrap().iter().all(|h| h["id"] != "a"));
     // Table output works too.
     let out = t.run(&["search", "--mode", "lexical", "--text", "holiday"]);
     assert!(out.status.success());
@@ -220,16 +224,13 @@ fn lexical_and_hybrid_search_without_a_model() {
     for (args, message) in [
         (
             vec!["search", "--mode", "lexical", "--vector", "[1,0,0]"],
-            "--text only",
+            "`text` only",
         ),
         (
             vec!["search", "--mode", "fuzzy", "--text", "x"],
             "vector, lexical or hybrid",
         ),
-        (
-            vec!["search", "--mode", "hybrid", "--document", "a"],
-            "needs --text",
-        ),
+        (vec!["search", "--mode", "hybrid"], "give exactly one query"),
     ] {
         let out = t.run(&args);
         assert!(!out.status.success(), "{args:?}");

@@ -6,12 +6,48 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use base64::Engine as _;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use thiserror::Error;
 
-use super::error::{ApiError, ApiResult};
 use crate::config::ServerConfig;
+
+/// Why an image reference could not be turned into bytes.
+#[derive(Debug, Error)]
+pub enum ImageError {
+    /// Not a data URL, base64 or URL; an unreadable or non-regular file.
+    #[error("{0}")]
+    Invalid(String),
+    /// The URL could not be fetched (bad URL, network, non-2xx answer).
+    #[error("{0}")]
+    FetchFailed(String),
+    /// The URL names a loopback, private or link-local address.
+    #[error("{0}")]
+    PrivateAddress(String),
+    /// Larger than `server.url_max_bytes`.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A local file was named but `server.file_root` is not set.
+    #[error("{0}")]
+    FileAccessDisabled(String),
+    /// A local file outside `server.file_root`.
+    #[error("{0}")]
+    OutsideFileRoot(String),
+    /// The image client could not be set up (`server.file_root` missing, TLS).
+    #[error("image sources: {0}")]
+    Setup(String),
+    #[error("worker task failed: {0}")]
+    Worker(String),
+}
+
+impl ImageError {
+    /// Caused by the reference the caller gave (not by our setup).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ImageError::Setup(_) | ImageError::Worker(_))
+    }
+}
+
+type ImageResult<T> = Result<T, ImageError>;
 
 /// Fetches images named in requests.
 pub struct ImageSources {
@@ -23,7 +59,7 @@ pub struct ImageSources {
 }
 
 impl ImageSources {
-    pub fn new(config: &ServerConfig) -> anyhow::Result<ImageSources> {
+    pub fn new(config: &ServerConfig) -> ImageResult<ImageSources> {
         let allow_private = config.allow_private_urls;
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 5 {
@@ -31,7 +67,7 @@ impl ImageSources {
             }
             match check_url(attempt.url(), allow_private) {
                 Ok(()) => attempt.follow(),
-                Err(e) => attempt.error(e.message),
+                Err(e) => attempt.error(e.to_string()),
             }
         });
         let timeout = Duration::from_secs(config.url_timeout_secs);
@@ -44,12 +80,12 @@ impl ImageSources {
             .no_proxy()
             .timeout(timeout)
             .user_agent(concat!("tkr-embed/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(|e| ImageError::Setup(e.to_string()))?;
         let file_root = match &config.file_root {
-            Some(root) => Some(
-                std::fs::canonicalize(root)
-                    .map_err(|e| anyhow::anyhow!("server.file_root {}: {e}", root.display()))?,
-            ),
+            Some(root) => Some(std::fs::canonicalize(root).map_err(|e| {
+                ImageError::Setup(format!("server.file_root {}: {e}", root.display()))
+            })?),
             None => None,
         };
         Ok(ImageSources {
@@ -63,7 +99,7 @@ impl ImageSources {
 
     /// The bytes of an image given as a data URL, an http(s) URL, a
     /// `file://` path (under `file_root` only) or bare base64.
-    pub async fn load(&self, source: &str) -> ApiResult<Vec<u8>> {
+    pub async fn load(&self, source: &str) -> ImageResult<Vec<u8>> {
         let source = source.trim();
         if let Some(rest) = source.strip_prefix("data:") {
             return decode_data_url(rest);
@@ -76,13 +112,14 @@ impl ImageSources {
             return self.read_file(&source[7..]).await;
         }
         decode_base64(source).map_err(|_| {
-            ApiError::bad_request(
-                "image must be a data URL (data:image/png;base64,...), base64, or an http(s) URL",
+            ImageError::Invalid(
+                "image must be a data URL (data:image/png;base64,...), base64, or an http(s) URL"
+                    .into(),
             )
         })
     }
 
-    async fn fetch(&self, url: &str) -> ApiResult<Vec<u8>> {
+    async fn fetch(&self, url: &str) -> ImageResult<Vec<u8>> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|e| url_error(format!("invalid image URL {url:?}: {e}")))?;
         check_url(&parsed, self.allow_private)?;
@@ -121,24 +158,25 @@ impl ImageSources {
         Ok(body)
     }
 
-    fn too_big(&self, url: &str) -> ApiError {
-        ApiError::too_large(format!(
+    fn too_big(&self, url: &str) -> ImageError {
+        ImageError::TooLarge(format!(
             "the image at {url} is larger than server.url_max_bytes ({} bytes)",
             self.max_bytes
         ))
     }
 
-    async fn read_file(&self, path: &str) -> ApiResult<Vec<u8>> {
+    async fn read_file(&self, path: &str) -> ImageResult<Vec<u8>> {
         let Some(root) = self.file_root.clone() else {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "file_access_disabled",
-                "reading local files through the API is off (set server.file_root to allow a directory)",
+            return Err(ImageError::FileAccessDisabled(
+                "reading local files through the API is off (set server.file_root to allow a directory)"
+                    .into(),
             ));
         };
         let path = file_url_path(path);
         let max = self.max_bytes;
-        tokio::task::spawn_blocking(move || read_under_root(&root, &path, max)).await?
+        tokio::task::spawn_blocking(move || read_under_root(&root, &path, max))
+            .await
+            .map_err(|e| ImageError::Worker(e.to_string()))?
     }
 }
 
@@ -160,29 +198,24 @@ fn file_url_path(rest: &str) -> PathBuf {
 /// the file system (so nothing outside can be probed), then again on the
 /// resolved path (so a symlink cannot lead out); only regular files are
 /// read, and never more than `max` bytes.
-fn read_under_root(root: &Path, path: &Path, max: u64) -> ApiResult<Vec<u8>> {
+fn read_under_root(root: &Path, path: &Path, max: u64) -> ImageResult<Vec<u8>> {
     use std::io::Read;
-    let outside = || {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "outside_file_root",
-            format!("{} is outside server.file_root", path.display()),
-        )
-    };
+    let outside =
+        || ImageError::OutsideFileRoot(format!("{} is outside server.file_root", path.display()));
     let joined = lexical_normalize(&root.join(path));
     if !joined.starts_with(root) {
         return Err(outside());
     }
     let resolved = std::fs::canonicalize(&joined)
-        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+        .map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
     if !resolved.starts_with(root) {
         return Err(outside());
     }
     let file = std::fs::File::open(&resolved)
-        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+        .map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
     let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
     if !is_file {
-        return Err(ApiError::bad_request(format!(
+        return Err(ImageError::Invalid(format!(
             "{} is not a regular file",
             path.display()
         )));
@@ -190,9 +223,9 @@ fn read_under_root(root: &Path, path: &Path, max: u64) -> ApiResult<Vec<u8>> {
     let mut data = Vec::new();
     file.take(max + 1)
         .read_to_end(&mut data)
-        .map_err(|e| ApiError::bad_request(format!("{}: {e}", path.display())))?;
+        .map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
     if data.len() as u64 > max {
-        return Err(ApiError::too_large(format!(
+        return Err(ImageError::TooLarge(format!(
             "{} is larger than server.url_max_bytes ({max} bytes)",
             path.display()
         )));
@@ -217,8 +250,8 @@ fn lexical_normalize(path: &Path) -> PathBuf {
     out
 }
 
-fn url_error(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "url_fetch_failed", message)
+fn url_error(message: String) -> ImageError {
+    ImageError::FetchFailed(message)
 }
 
 /// reqwest hides the root cause in `source()`; users need it.
@@ -234,7 +267,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Scheme and literal-address checks (names are checked by the resolver).
-fn check_url(url: &reqwest::Url, allow_private: bool) -> ApiResult<()> {
+fn check_url(url: &reqwest::Url, allow_private: bool) -> ImageResult<()> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(url_error(format!(
             "only http and https image URLs are fetched, not {}:",
@@ -255,15 +288,11 @@ fn check_url(url: &reqwest::Url, allow_private: bool) -> ApiResult<()> {
     Ok(())
 }
 
-fn private_error(host: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "private_address",
-        format!(
-            "image URL host {host} is a loopback, private or link-local address; \
+fn private_error(host: &str) -> ImageError {
+    ImageError::PrivateAddress(format!(
+        "image URL host {host} is a loopback, private or link-local address; \
              these are refused (server.allow_private_urls)"
-        ),
-    )
+    ))
 }
 
 /// Whether an address is on the public internet (not loopback, private,
@@ -346,16 +375,16 @@ impl Resolve for GuardedResolver {
     }
 }
 
-fn decode_data_url(rest: &str) -> ApiResult<Vec<u8>> {
+fn decode_data_url(rest: &str) -> ImageResult<Vec<u8>> {
     let (header, data) = rest
         .split_once(',')
-        .ok_or_else(|| ApiError::bad_request("data URL has no ',' before its data"))?;
+        .ok_or_else(|| ImageError::Invalid("data URL has no ',' before its data".into()))?;
     if !header.ends_with(";base64") {
-        return Err(ApiError::bad_request(
-            "only base64 data URLs are supported (data:<type>;base64,<data>)",
+        return Err(ImageError::Invalid(
+            "only base64 data URLs are supported (data:<type>;base64,<data>)".into(),
         ));
     }
-    decode_base64(data).map_err(|e| ApiError::bad_request(format!("data URL: invalid base64: {e}")))
+    decode_base64(data).map_err(|e| ImageError::Invalid(format!("data URL: invalid base64: {e}")))
 }
 
 /// Standard or URL-safe alphabet, padded or not, whitespace ignored.
@@ -441,10 +470,11 @@ mod tests {
             read_under_root(&root_path, Path::new("a.png"), 10).unwrap(),
             b"x"
         );
-        let code = |p: &str| {
-            read_under_root(&root_path, Path::new(p), 10)
-                .unwrap_err()
-                .code
+        let code = |p: &str| match read_under_root(&root_path, Path::new(p), 10).unwrap_err() {
+            ImageError::OutsideFileRoot(_) => "outside_file_root",
+            ImageError::Invalid(_) => "invalid_request",
+            ImageError::TooLarge(_) => "payload_too_large",
+            other => panic!("unexpected {other:?}"),
         };
         // Outside by `..`, by absolute path, whether or not it exists.
         assert_eq!(code("../../../../etc/passwd"), "outside_file_root");
