@@ -15,7 +15,7 @@ use crate::engine::{EmbedRequest, Engine, ImageData, Pending};
 use crate::media::{
     chunk::{chunk_text, Chunk},
     detect_kind,
-    document::{for_each_page_image, pdf_info, pdf_text, PdfLimits},
+    pdf::{for_each_page_image, pdf_info, pdf_text, PdfLimits},
     video::{sample_frames, Sampling, VideoLimits},
     MediaError, MediaKind, DETECT_HEAD_LEN,
 };
@@ -433,7 +433,7 @@ fn embed_text_file(
         })
     })?;
     let text = match kind {
-        MediaKind::Html => crate::media::document::html_to_text(&raw),
+        MediaKind::Html => crate::media::html::html_to_text(&raw),
         _ => raw.clone(),
     };
     let (document, chunks) = embed_long_text(engine, &text, options, progress)?;

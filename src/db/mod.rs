@@ -696,7 +696,7 @@ fn to_document(collection: &str, record: DocRecord) -> Result<Document> {
         } => ContentInfo::Stored {
             content_type,
             len,
-            hash: hex(&hash),
+            hash: hex::encode(hash),
         },
         ContentRef::External { uri, content_type } => ContentInfo::External { uri, content_type },
     });
@@ -712,8 +712,4 @@ fn to_document(collection: &str, record: DocRecord) -> Result<Document> {
         seq: record.seq,
         segments: record.segments,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

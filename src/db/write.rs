@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use serde_json::Value;
 
-use super::{hex, Content, Db, DbError, NewDocument, Result};
+use super::{Content, Db, DbError, NewDocument, Result};
 use crate::index::lexical::text_units;
 use crate::index::{CollectionIndex, IndexDoc};
 use crate::store::codec::encode_vectors;
@@ -410,6 +410,6 @@ impl Db {
         hasher.update(&self.store.meta().instance_id);
         hasher.update(&n.to_le_bytes());
         hasher.update(&nanos.to_le_bytes());
-        Ok(hex(&hasher.finalize().as_bytes()[..16]))
+        Ok(hex::encode(&hasher.finalize().as_bytes()[..16]))
     }
 }

@@ -154,7 +154,7 @@ impl LexicalIndex {
     /// covers (0 for a new one); an index another database committed is an
     /// error.
     pub fn open(dir: &Path, instance_id: &[u8; 16]) -> Result<(LexicalIndex, Seq), LexicalError> {
-        let instance: String = instance_id.iter().map(|b| format!("{b:02x}")).collect();
+        let instance = hex::encode(instance_id);
         let err = |e: &dyn std::fmt::Display| LexicalError {
             path: dir.to_owned(),
             reason: e.to_string(),

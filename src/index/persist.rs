@@ -20,14 +20,20 @@
 //! and hash; the graph reader checks every link besides. Any problem is a
 //! [`PersistError`] and the caller rebuilds from sled. Checkpoints of older
 //! versions (another `MAGIC`) are rejected the same way: rebuilt once.
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use thiserror::Error;
 
 use super::hnsw::Hnsw;
+use super::postings::Postings;
+use super::state::{DocEntry, LabelEntry};
+use super::{CollectionIndex, IndexParams};
 use crate::types::{Modality, Seq};
 
 const MAGIC: &[u8; 8] = b"TKRIDX\x00\x02";
@@ -330,4 +336,158 @@ fn load_graph(dir: &Path, files: &GraphFiles, dim: u32) -> Result<Hnsw, PersistE
         });
     }
     Ok(graph)
+}
+
+// ---------------------------------------------------------------------------
+// The index to and from a checkpoint
+// ---------------------------------------------------------------------------
+
+impl CollectionIndex {
+    /// Writes a checkpoint of this index covering changes up to `seq`.
+    /// The caller guarantees no writes are applied meanwhile.
+    pub fn checkpoint(
+        &self,
+        dir: &Path,
+        instance_id: [u8; 16],
+        seq: Seq,
+    ) -> Result<(), PersistError> {
+        let (mut manifest, graph) = {
+            let st = self.state.read();
+            let mut index_of: HashMap<&str, u32> = HashMap::with_capacity(st.docs.len());
+            let mut docs = Vec::with_capacity(st.docs.len());
+            for (i, (id, d)) in st.docs.iter().enumerate() {
+                index_of.insert(id, i as u32);
+                docs.push(DocSnapshot {
+                    id: id.to_string(),
+                    seq: d.seq,
+                    modality: d.modality,
+                    metadata_json: Value::Object((*d.metadata).clone()).to_string(),
+                    labels: d.labels.iter().map(|&l| l as u64).collect(),
+                });
+            }
+            let labels = st
+                .labels
+                .iter()
+                .map(|e| e.as_ref().map(|e| (index_of[&*e.doc], e.segment)))
+                .collect();
+            let manifest = Manifest {
+                instance_id,
+                collection_id: self.collection_id,
+                dim: self.dim as u32,
+                seq,
+                labels,
+                docs,
+                graph: None,
+            };
+            (manifest, st.graph.clone())
+        };
+        if let Some(lexical) = self.lexical.get() {
+            lexical.commit(seq)?;
+        }
+        write_checkpoint(dir, &mut manifest, Some(&graph))
+    }
+
+    /// Loads a checkpoint into a fresh index. `Ok(None)` when there is none.
+    /// Returns the sequence number it covers.
+    pub fn load(
+        dir: &Path,
+        instance_id: &[u8; 16],
+        collection_id: u32,
+        name: &str,
+        dim: usize,
+        params: IndexParams,
+    ) -> Result<Option<(CollectionIndex, Seq)>, PersistError> {
+        let Some((manifest, graph)) = load_checkpoint(dir, collection_id, instance_id, dim as u32)?
+        else {
+            return Ok(None);
+        };
+        let path = manifest_path(dir, collection_id);
+        if let Some(g) = &graph {
+            if g.config().encoding != params.encoding {
+                return Err(PersistError::Corrupt {
+                    path: manifest_path(dir, collection_id),
+                    reason: format!(
+                        "checkpoint holds {} vectors, the collection {}",
+                        g.config().encoding,
+                        params.encoding
+                    ),
+                });
+            }
+        }
+        let graph_points = graph.as_ref().map_or(0, |g| g.len());
+        if graph_points != manifest.labels.len() {
+            return Err(PersistError::Corrupt {
+                path,
+                reason: format!(
+                    "graph has {graph_points} points, label map {}",
+                    manifest.labels.len()
+                ),
+            });
+        }
+        let mut docs = HashMap::with_capacity(manifest.docs.len());
+        let mut ids = Vec::with_capacity(manifest.docs.len());
+        let mut postings = Postings::default();
+        for d in manifest.docs {
+            // Labels of a document are consecutive (the postings and exact
+            // scans rely on it).
+            if d.labels.windows(2).any(|w| w[1] != w[0] + 1) {
+                return Err(PersistError::Corrupt {
+                    path,
+                    reason: format!("labels of {:?} are not consecutive", d.id),
+                });
+            }
+            let metadata = match serde_json::from_str::<Value>(&d.metadata_json) {
+                Ok(Value::Object(m)) => m,
+                _ => {
+                    return Err(PersistError::Corrupt {
+                        path,
+                        reason: format!("metadata of {:?} is not a JSON object", d.id),
+                    })
+                }
+            };
+            let id: Arc<str> = Arc::from(d.id);
+            ids.push((id.clone(), d.labels.len() as u32, d.seq));
+            if let Some(&first) = d.labels.first() {
+                postings.insert(first as u32, d.modality, &metadata);
+            }
+            docs.insert(
+                id,
+                DocEntry {
+                    seq: d.seq,
+                    labels: d.labels.iter().map(|&l| l as usize).collect(),
+                    modality: d.modality,
+                    metadata: Arc::new(metadata),
+                },
+            );
+        }
+        let labels: Vec<Option<LabelEntry>> = manifest
+            .labels
+            .iter()
+            .map(|e| {
+                e.map(|(doc, segment)| {
+                    let (id, count, seq) = &ids[doc as usize];
+                    LabelEntry {
+                        doc: id.clone(),
+                        segment,
+                        count: *count,
+                        seq: *seq,
+                    }
+                })
+            })
+            .collect();
+        let tombstones = labels.iter().filter(|e| e.is_none()).count();
+        let index = CollectionIndex::new(collection_id, name, dim, params);
+        {
+            let mut st = index.state.write();
+            if let Some(graph) = graph {
+                st.graph = Arc::new(graph);
+            }
+            st.labels = labels;
+            st.docs = docs;
+            st.tombstones = tombstones;
+            st.applied_seq = manifest.seq;
+            st.postings = postings;
+        }
+        Ok(Some((index, manifest.seq)))
+    }
 }

@@ -4,8 +4,9 @@
 //!
 //! * recognises what a file is ([`detect_kind`]),
 //! * samples RGB frames from videos ([`video`], through FFmpeg),
-//! * renders PDF pages and extracts their text ([`document`], through
-//!   poppler-utils run as child processes under a timeout),
+//! * renders PDF pages and extracts their text ([`pdf`], through
+//!   poppler-utils run as child processes under a timeout, `subprocess.rs`),
+//! * extracts the text of HTML ([`html`]),
 //! * and splits long text into token-bounded, overlapping chunks ([`chunk`]).
 //!
 //! Every failure is a [`MediaError`]; [`MediaError::is_bad_input`] tells a
@@ -13,7 +14,9 @@
 //! something on our side failed (log it, maybe retry).
 
 pub mod chunk;
-pub mod document;
+pub mod html;
+pub mod pdf;
+mod subprocess;
 pub mod video;
 
 use std::path::{Path, PathBuf};

@@ -37,10 +37,14 @@ fn blobs_are_shared_and_collected() {
         other => panic!("{other:?}"),
     }
     let doc = db.get("a", "x").unwrap().unwrap();
-    assert!(matches!(
-        doc.content,
-        Some(ContentInfo::Stored { len: 1000, .. })
-    ));
+    match doc.content {
+        Some(ContentInfo::Stored { len, hash, .. }) => {
+            assert_eq!(len, 1000);
+            // The content hash as 64 lowercase hex digits, no separators.
+            assert_eq!(hash, blake3::hash(&png).to_hex().as_str());
+        }
+        other => panic!("{other:?}"),
+    }
 
     assert!(db.delete("a", "x").unwrap());
     assert_eq!(blobs(&db), (1, 1000));

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use image::RgbImage;
-use tkr_embed::media::document::{
-    for_each_page_image, html_to_text, pdf_info, pdf_text, render_page, render_pages, PdfLimits,
+use tkr_embed::media::html::html_to_text;
+use tkr_embed::media::pdf::{
+    for_each_page_image, pdf_info, pdf_text, render_page, render_pages, PdfLimits,
 };
 use tkr_embed::media::MediaError;
 

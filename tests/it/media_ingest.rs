@@ -14,7 +14,7 @@ use tkr_embed::{
     },
     engine::{EmbedRequest, Engine, ImageData},
     media::{
-        document::render_page,
+        pdf::render_page,
         video::{sample_frames, Sampling},
     },
     types::Span,

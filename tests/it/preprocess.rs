@@ -247,18 +247,11 @@ fn lcg_image(w: u32, h: u32, seed: u64, saturated: bool) -> RgbImage {
     RgbImage::from_raw(w, h, data).unwrap()
 }
 
-fn from_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn bicubic_matches_embedded_pillow_outputs() {
-    for &(w, h, ow, oh, seed, saturated, hex) in PILLOW_CASES {
+    for &(w, h, ow, oh, seed, saturated, want_hex) in PILLOW_CASES {
         let img = lcg_image(w, h, seed, saturated);
-        let want = RgbImage::from_raw(ow, oh, from_hex(hex)).unwrap();
+        let want = RgbImage::from_raw(ow, oh, hex::decode(want_hex).unwrap()).unwrap();
         let got = resize_bicubic_rgb(&img, ow, oh);
         let delta = max_abs_diff(&got, &want);
         println!("{w}x{h} -> {ow}x{oh} (saturated: {saturated}): max |delta| = {delta}");
@@ -734,7 +727,7 @@ const CMYK_JPEG_HEX: &[&str] = &[
 
 #[test]
 fn decode_converts_cmyk_jpeg() {
-    let jpeg = from_hex(&CMYK_JPEG_HEX.concat());
+    let jpeg = hex::decode(CMYK_JPEG_HEX.concat()).unwrap();
     let rgb = decode_image(&jpeg, u64::MAX).unwrap();
     assert_eq!(rgb.dimensions(), (16, 8));
     for (x, want) in [(2, [0u8, 255, 255]), (12, [127, 127, 127])] {
