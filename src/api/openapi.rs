@@ -98,5 +98,8 @@ mod tests {
             .map(|p| p.as_object().unwrap().len())
             .sum();
         assert_eq!(documented, super::ROUTES.len());
+        if let Ok(path) = std::env::var("TKR_DUMP_OPENAPI") {
+            std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        }
     }
 }

@@ -8,12 +8,8 @@ use utoipa::ToSchema;
 
 use crate::service::{ImageInput, InsertContent, QueryPart};
 
-/// An image reference: a data URL, base64, an http(s) URL, or a `file://`
-/// path under `server.file_root`.
-pub type ImageRef = String;
-
 /// The images of one input (`image` first, then `images`) as service input.
-pub fn image_inputs(image: Option<ImageRef>, images: Option<Vec<ImageRef>>) -> Vec<ImageInput> {
+pub fn image_inputs(image: Option<String>, images: Option<Vec<String>>) -> Vec<ImageInput> {
     image
         .into_iter()
         .chain(images.into_iter().flatten())
@@ -55,11 +51,13 @@ pub struct InsertBody {
     pub id: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
+    /// A data URL, base64, an http(s) URL, or a `file://` path under
+    /// `server.file_root`.
     #[serde(default)]
-    pub image: Option<ImageRef>,
+    pub image: Option<String>,
     /// Several images, embedded together with the text into one vector.
     #[serde(default)]
-    pub images: Option<Vec<ImageRef>>,
+    pub images: Option<Vec<String>>,
     /// A JSON object.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -103,8 +101,10 @@ pub struct InsertForm {
 pub struct SearchBody {
     #[serde(default)]
     pub text: Option<String>,
+    /// A data URL, base64, an http(s) URL, or a `file://` path under
+    /// `server.file_root`.
     #[serde(default)]
-    pub image: Option<ImageRef>,
+    pub image: Option<String>,
     /// Search with a stored document's vector (left out of the hits).
     #[serde(default)]
     pub document_id: Option<String>,
@@ -183,8 +183,10 @@ pub enum IncludeName {
 pub struct QueryPartBody {
     #[serde(default)]
     pub text: Option<String>,
+    /// A data URL, base64, an http(s) URL, or a `file://` path under
+    /// `server.file_root`.
     #[serde(default)]
-    pub image: Option<ImageRef>,
+    pub image: Option<String>,
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
     #[serde(default)]
@@ -271,7 +273,7 @@ pub struct MultimodalRequest {
     pub text: Option<String>,
     /// Also accepted as `image`.
     #[serde(default, alias = "image")]
-    pub image_url: Option<ImageRef>,
+    pub image_url: Option<String>,
     #[serde(default)]
     pub instruction: Option<String>,
 }
@@ -329,8 +331,16 @@ pub struct OpenAiRequest {
 #[allow(dead_code)]
 pub enum OpenAiInput {
     One(String),
-    Texts(Vec<String>),
-    Items(Vec<InputItem>),
+    Many(Vec<OpenAiInputItem>),
+}
+
+/// One element of a list `input`: a text, or text and/or images.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum OpenAiInputItem {
+    Text(String),
+    Item(InputItem),
 }
 
 /// One input of `/v1/embeddings`: text and/or images, fused.
@@ -339,11 +349,13 @@ pub enum OpenAiInput {
 pub struct InputItem {
     #[serde(default)]
     pub text: Option<String>,
+    /// A data URL, base64, an http(s) URL, or a `file://` path under
+    /// `server.file_root`.
     #[serde(default)]
-    pub image: Option<ImageRef>,
+    pub image: Option<String>,
     /// Several images, embedded together (with the text) into one vector.
     #[serde(default)]
-    pub images: Option<Vec<ImageRef>>,
+    pub images: Option<Vec<String>>,
     /// A system-turn instruction for this input (e.g. a retrieval task).
     #[serde(default)]
     pub instruction: Option<String>,

@@ -13,7 +13,8 @@ use crate::api::wire::{Health, Info, InfoLimits, ModelInfo, Versions};
 use crate::api::AppState;
 
 /// Liveness: no auth, no database or model work.
-#[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/health", tag = "system", security(()),
+    responses((status = 200, body = Health)))]
 pub async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
