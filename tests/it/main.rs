@@ -23,6 +23,7 @@ mod http_api;
 mod http_common;
 mod http_errors;
 mod http_media;
+mod http_metrics;
 mod media_chunk;
 mod media_detect;
 mod media_document;
