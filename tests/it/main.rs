@@ -6,6 +6,7 @@ mod blas_kernels;
 mod cli;
 mod cli_db;
 mod cli_import;
+mod cli_logging;
 mod config;
 mod db_api;
 mod db_blobs;
