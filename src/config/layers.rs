@@ -90,7 +90,9 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("TKR_API_KEYS", "server.api_keys"),
 ];
 /// Read by the loader itself rather than mapped onto a field.
-const ENV_CONTROL: &[&str] = &["TKR_CONFIG", "TKR_PROFILE"];
+/// `TKR_OPENBLAS_CORETYPE_CHOSEN` is set by mlx-sys's BLAS kernel choice
+/// when it re-executes the program; it is ours, not a setting.
+const ENV_CONTROL: &[&str] = &["TKR_CONFIG", "TKR_PROFILE", "TKR_OPENBLAS_CORETYPE_CHOSEN"];
 
 pub fn load(inputs: &ConfigInputs) -> Result<ConfigSources, ConfigError> {
     let defaults = serde_json::to_value(Config::default()).expect("Config serializes");

@@ -240,3 +240,20 @@ fn example_config_file_equals_the_defaults() {
     .unwrap();
     assert_eq!(loaded.config, tkr_embed::config::Config::default());
 }
+
+#[test]
+fn internal_variables_are_not_reported_as_unknown_settings() {
+    // Set by the BLAS kernel choice when the program re-executes itself.
+    let loaded = load(&ConfigInputs {
+        env: vec![
+            ("TKR_OPENBLAS_CORETYPE_CHOSEN".into(), "1".into()),
+            ("TKR_SERVER_MAX_K".into(), "50".into()),
+            ("TKR_NO_SUCH_SETTING".into(), "1".into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.config.server.max_k, 50);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(loaded.warnings[0].contains("TKR_NO_SUCH_SETTING"));
+}
