@@ -106,7 +106,10 @@ fn every_route_answers_as_its_schema_says() {
         json!({"collections": [{"name": "a", "created_ms": 2, "vectors": "f32", "text_fields": []}]}),
         json!({"collections": [], "extra": true}),
     ] {
-        assert!(!schemas.errors("get", "/collections", ok, &bad).is_empty(), "{bad}");
+        assert!(
+            !schemas.errors("get", "/collections", ok, &bad).is_empty(),
+            "{bad}"
+        );
     }
 
     // System routes.
@@ -141,7 +144,10 @@ fn every_route_answers_as_its_schema_says() {
         "/embed/text",
         &s.post_json("/embed/text", &json!({"texts": ["x", "y"]})),
     );
-    let r = s.post_json("/embed/multimodal", &json!({"text": "x", "image": data_url(&png)}));
+    let r = s.post_json(
+        "/embed/multimodal",
+        &json!({"text": "x", "image": data_url(&png)}),
+    );
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     check("post", "/embed/multimodal", &r);
     let form = reqwest::multipart::Form::new()
@@ -149,7 +155,10 @@ fn every_route_answers_as_its_schema_says() {
         .text("text", "caption");
     check("post", "/embed/image", &s.post_form("/embed/image", form));
     let form = reqwest::multipart::Form::new()
-        .part("file", file_part(std::fs::read(media("video.mp4")).unwrap(), "v.mp4"))
+        .part(
+            "file",
+            file_part(std::fs::read(media("video.mp4")).unwrap(), "v.mp4"),
+        )
         .text("max_frames", "2");
     let r = s.post_form("/embed/video", form);
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
@@ -160,7 +169,10 @@ fn every_route_answers_as_its_schema_says() {
     check("post", "/embed/video", &r);
 
     // Collections.
-    let r = s.post_json("/collections", &json!({"name": "c", "text_fields": ["title"]}));
+    let r = s.post_json(
+        "/collections",
+        &json!({"name": "c", "text_fields": ["title"]}),
+    );
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     check("post", "/collections", &r);
     let r = s.post_json("/collections", &json!({"name": "c"}));
@@ -168,7 +180,11 @@ fn every_route_answers_as_its_schema_says() {
     check("post", "/collections", &r);
     check("get", "/collections", &s.get("/collections"));
     check("get", "/collections/{collection}", &s.get("/collections/c"));
-    check("get", "/collections/{collection}", &s.get("/collections/nope"));
+    check(
+        "get",
+        "/collections/{collection}",
+        &s.get("/collections/nope"),
+    );
 
     // Documents of every kind: text, fused multi-image, vector, video, PDF.
     let docs = "/collections/{collection}/documents";
@@ -237,7 +253,10 @@ fn every_route_answers_as_its_schema_says() {
     let r = s.post_form("/collections/c/search", form);
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
     check("post", search, &r);
-    for bad in [json!({"text": "x", "k": 0}), json!({"text": "x", "mode": "fuzzy"})] {
+    for bad in [
+        json!({"text": "x", "k": 0}),
+        json!({"text": "x", "mode": "fuzzy"}),
+    ] {
         let r = s.post_json("/collections/c/search", &bad);
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         check("post", search, &r);
@@ -251,8 +270,16 @@ fn every_route_answers_as_its_schema_says() {
     // Deletes, last.
     check("delete", doc, &s.delete("/collections/c/documents/t"));
     check("delete", doc, &s.delete("/collections/c/documents/t"));
-    check("delete", "/collections/{collection}", &s.delete("/collections/c"));
-    check("delete", "/collections/{collection}", &s.delete("/collections/c"));
+    check(
+        "delete",
+        "/collections/{collection}",
+        &s.delete("/collections/c"),
+    );
+    check(
+        "delete",
+        "/collections/{collection}",
+        &s.delete("/collections/c"),
+    );
 
     // Not found and wrong methods answer in the error shape too.
     let r = s.get("/no/such/route");
