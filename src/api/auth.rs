@@ -1,5 +1,5 @@
 //! Bearer API keys (`server.api_keys`): required on every route but
-//! `/health` when any key is configured.
+//! `/health` and the web page's own files when any key is configured.
 use axum::{
     body::Body,
     extract::State,
@@ -17,7 +17,8 @@ pub async fn require_key(
     next: Next,
 ) -> Response {
     let keys = &state.config.server.api_keys;
-    if keys.is_empty() || request.uri().path() == "/health" {
+    let path = request.uri().path();
+    if keys.is_empty() || path == "/health" || super::routes::ui::PUBLIC_PATHS.contains(&path) {
         return next.run(request).await;
     }
     let presented = request

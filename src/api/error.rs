@@ -27,6 +27,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (overload).
     pub retry_after: Option<u64>,
+    /// A `Content-Range` header (416: the body's length).
+    pub content_range: Option<String>,
 }
 
 /// The body of every error response.
@@ -51,6 +53,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            content_range: None,
         }
     }
 
@@ -109,6 +112,18 @@ impl ApiError {
         }
     }
 
+    /// A `Range` that starts past the end of a body of `len` bytes.
+    pub fn range_not_satisfiable(len: usize) -> ApiError {
+        ApiError {
+            content_range: Some(format!("bytes */{len}")),
+            ..ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the range starts past the end of the content ({len} bytes)"),
+            )
+        }
+    }
+
     /// The stored content URI cannot be sent as a redirect.
     pub fn bad_stored_uri() -> ApiError {
         ApiError::internal("the stored content URI is not a valid header")
@@ -160,6 +175,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(range) = self
+            .content_range
+            .and_then(|r| HeaderValue::try_from(r).ok())
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, range);
+        }
         response
     }
 }
@@ -183,6 +204,9 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::NoContent { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "content_not_found", "")
+            }
+            ServiceError::NoSegment { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "segment_not_found", "")
             }
             ServiceError::NoModel
             | ServiceError::Cancelled

@@ -11,6 +11,7 @@ pub mod error;
 mod input;
 mod metrics;
 pub mod openapi;
+mod range;
 mod routes;
 pub mod wire;
 
@@ -33,7 +34,7 @@ use crate::db::Db;
 use crate::engine::Engine;
 use crate::service::{Service, ServiceError};
 use error::ApiError;
-use routes::{collections, content, documents, embed, search, system};
+use routes::{collections, content, documents, embed, search, system, ui};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -82,6 +83,9 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.server.max_body_bytes;
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
         .route("/health", get(system::health))
         .route("/info", get(system::info))
         .route("/metrics", get(system::metrics))
@@ -101,7 +105,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/collections/{collection}/documents",
-            post(documents::insert),
+            get(documents::list_documents).post(documents::insert),
         )
         .route(
             "/collections/{collection}/documents/{id}",
@@ -110,6 +114,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/collections/{collection}/documents/{id}/content",
             get(content::get_content),
+        )
+        .route(
+            "/collections/{collection}/documents/{id}/thumbnail",
+            get(content::get_thumbnail),
         )
         .route("/collections/{collection}/search", post(search::search))
         .fallback(system::not_found)

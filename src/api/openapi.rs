@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::routes::{collections, content, documents, embed, search, system};
 
-/// Every (method, path) the router serves, for the listing tests.
+/// Every (method, path) of the API the router serves, for the listing
+/// tests (the web page's own files, `/` and `/ui/…`, are not API routes).
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/info"),
@@ -22,10 +23,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/collections"),
     ("get", "/collections/{collection}"),
     ("delete", "/collections/{collection}"),
+    ("get", "/collections/{collection}/documents"),
     ("post", "/collections/{collection}/documents"),
     ("get", "/collections/{collection}/documents/{id}"),
     ("delete", "/collections/{collection}/documents/{id}"),
     ("get", "/collections/{collection}/documents/{id}/content"),
+    ("get", "/collections/{collection}/documents/{id}/thumbnail"),
     ("post", "/collections/{collection}/search"),
 ];
 
@@ -49,10 +52,12 @@ pub const ROUTES: &[(&str, &str)] = &[
         collections::create_collection,
         collections::get_collection,
         collections::drop_collection,
+        documents::list_documents,
         documents::insert,
         documents::get_document,
         documents::delete_document,
         content::get_content,
+        content::get_thumbnail,
         search::search,
     ),
     modifiers(&BearerAuth),

@@ -513,6 +513,32 @@ impl Db {
         }
     }
 
+    /// A page of a collection's documents in id order: up to `limit` after
+    /// the id `after`, and the id to continue after when there may be more.
+    pub fn list_documents(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<String>)> {
+        let index = self.collection_index(collection)?;
+        // One more than asked tells whether another page exists.
+        let mut records =
+            self.store
+                .list_docs(index.collection_id(), after, limit.saturating_add(1))?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let documents = records
+            .into_iter()
+            .map(|r| to_document(collection, r))
+            .collect::<Result<Vec<_>>>()?;
+        let next = match more {
+            true => documents.last().map(|d| d.id.clone()),
+            false => None,
+        };
+        Ok((documents, next))
+    }
+
     /// The document's content: its stored bytes with their content type, or
     /// its external reference; `Ok(None)` when it has no content. A missing
     /// document is [`DbError::DocumentNotFound`].

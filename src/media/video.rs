@@ -131,6 +131,30 @@ pub fn sample_frames(
     Ok(frames)
 }
 
+/// The frame that stands for the stretch `[start_s, end_s)` of the video:
+/// the first frame at or after its middle (as [`Sampling::Uniform`] picks
+/// it), with its presentation time. For pictures of segments already
+/// embedded (thumbnails), where only the stretch was kept.
+pub fn frame_in(
+    path: &Path,
+    start_s: f64,
+    end_s: f64,
+    limits: &VideoLimits,
+) -> Result<(f64, RgbImage)> {
+    if !(start_s.is_finite() && end_s.is_finite() && 0.0 <= start_s && start_s <= end_s) {
+        return Err(MediaError::InvalidArgument(format!(
+            "a video stretch needs 0 <= start <= end, got {start_s} to {end_s}"
+        )));
+    }
+    let mut video = OpenVideo::open(path, limits)?;
+    let segment = Segment {
+        start_s,
+        end_s,
+        target_s: (start_s + end_s) / 2.0,
+    };
+    video.frame_at(&segment, limits)
+}
+
 /// A stretch of the video and the time we want a frame from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Segment {

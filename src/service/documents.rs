@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::views::{CollectionView, DocumentView, Inserted};
+use super::views::{CollectionView, DocumentPage, DocumentView, Inserted};
 use super::{blocking, cancelled, CancelOnDrop, ImageInput, Result, Service, ServiceError};
 use crate::db::files::{embed_file, merge_summary, Progress};
 use crate::db::{CollectionOptions, ContentData, ContentDocument, DbError};
 use crate::media::{detect_kind, MediaKind};
 use crate::types::VectorEncoding;
+
+/// Most documents one listing page may hold.
+pub const MAX_PAGE: usize = 1000;
 
 /// A document given by its content: text and/or images (embedded together
 /// into one vector), or a precomputed vector.
@@ -274,6 +277,29 @@ impl Service {
             id: id.to_owned(),
         })?;
         Ok(DocumentView::from(&doc))
+    }
+
+    /// A page of a collection's documents in id order (`limit` 1 to
+    /// [`MAX_PAGE`]), after the id `after`; `next` continues the listing.
+    pub async fn list_documents(
+        &self,
+        collection: &str,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<DocumentPage> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ServiceError::Invalid(format!(
+                "limit must be 1 to {MAX_PAGE}, got {limit}"
+            )));
+        }
+        let c = collection.to_owned();
+        let (documents, next) = self
+            .with_db(move |db| db.list_documents(&c, after.as_deref(), limit))
+            .await?;
+        Ok(DocumentPage {
+            documents: documents.iter().map(DocumentView::from).collect(),
+            next,
+        })
     }
 
     pub async fn delete(&self, collection: &str, id: &str) -> Result<()> {

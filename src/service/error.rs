@@ -36,6 +36,9 @@ pub enum ServiceError {
     ContentExternal { id: String },
     #[error("document {id:?} in {collection:?} has no stored content (or does not exist)")]
     NoContent { collection: String, id: String },
+    /// The document has no such page or video segment to picture.
+    #[error("document {id:?} has no {what}")]
+    NoSegment { id: String, what: String },
     /// This service was made without a model.
     #[error("no model is loaded")]
     NoModel,
@@ -88,7 +91,8 @@ impl ServiceError {
             | ServiceError::UnsupportedFile(_)
             | ServiceError::WrongMedia(_)
             | ServiceError::ContentExternal { .. }
-            | ServiceError::NoContent { .. } => true,
+            | ServiceError::NoContent { .. }
+            | ServiceError::NoSegment { .. } => true,
             ServiceError::Db(e) => e.is_bad_input(),
             ServiceError::Engine(e) => e.is_bad_input(),
             ServiceError::Media(e) => e.is_bad_input(),

@@ -15,6 +15,7 @@ mod embed;
 mod error;
 pub mod images;
 mod search;
+mod thumbnails;
 pub mod views;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use embed::{EmbedInput, VideoOptions};
 pub use error::ServiceError;
 pub use images::{ImageError, ImageSources};
 pub use search::{Include, QueryPart, SearchQuery, SearchRequest};
+pub use thumbnails::{Thumbnail, ThumbnailOf, THUMBNAIL_SIDE};
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -80,6 +82,7 @@ pub struct Service {
     ingest: IngestOptions,
     images: ImageSources,
     model_name: String,
+    thumbnails: thumbnails::ThumbnailCache,
 }
 
 impl Service {
@@ -95,6 +98,7 @@ impl Service {
             db,
             engine,
             model_name,
+            thumbnails: thumbnails::ThumbnailCache::new(thumbnails::CACHE_BYTES),
         })
     }
 

@@ -280,6 +280,15 @@ pub struct SearchResults {
     pub took_ms: f64,
 }
 
+/// A page of a collection's documents, in id order.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DocumentPage {
+    pub documents: Vec<DocumentView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// A document was stored.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Inserted {

@@ -770,6 +770,33 @@ impl Store {
         }
     }
 
+    /// Up to `limit` documents of a collection in id order (byte order of
+    /// the UTF-8 ids), starting after the id `after` (from the first when
+    /// `None`). Reads only those records: a page costs the same at any depth.
+    pub fn list_docs(
+        &self,
+        collection_id: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DocRecord>, StoreError> {
+        let prefix = collection_prefix(collection_id);
+        let start = match after {
+            // The smallest key after `after`'s own.
+            Some(id) => {
+                let mut key = doc_key(collection_id, id);
+                key.push(0);
+                key
+            }
+            None => prefix.to_vec(),
+        };
+        self.docs
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit)
+            .map(|item| Ok(decode(&item?.1)?))
+            .collect()
+    }
+
     /// Every document of a collection with its vectors, in key order.
     pub fn scan_collection(
         &self,

@@ -217,6 +217,20 @@ fn every_route_answers_as_its_schema_says() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     check("post", docs, &r);
 
+    let r = s.get("/collections/c/documents?limit=2");
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["documents"].as_array().unwrap().len(), 2);
+    check("get", docs, &r);
+    let last = s.get(&format!(
+        "/collections/c/documents?limit=1000&after={}",
+        r.json["next"].as_str().unwrap()
+    ));
+    assert_eq!(last.status, StatusCode::OK, "{}", last.json);
+    assert!(last.json.get("next").is_none());
+    check("get", docs, &last);
+    check("get", docs, &s.get("/collections/c/documents?limit=0"));
+    check("get", docs, &s.get("/collections/nope/documents"));
+
     let doc = "/collections/{collection}/documents/{id}";
     for id in ["t", "f", "v", "clip", "pdf"] {
         let r = s.get(&format!("/collections/c/documents/{id}"));
@@ -230,6 +244,40 @@ fn every_route_answers_as_its_schema_says() {
     assert_eq!(r.headers["content-type"], "image/png");
     seen("get", content);
     check("get", content, &s.get("/collections/c/documents/t/content"));
+    let r = s.send(
+        s.client
+            .get(s.url("/collections/c/documents/clip/content"))
+            .header("Range", "bytes=0-9"),
+    );
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes.len(), 10);
+    let r = s.send(
+        s.client
+            .get(s.url("/collections/c/documents/clip/content"))
+            .header("Range", "bytes=999999999-"),
+    );
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    check("get", content, &r);
+    let thumbnail = "/collections/{collection}/documents/{id}/thumbnail";
+    for path in [
+        "/collections/c/documents/f/thumbnail",
+        "/collections/c/documents/pdf/thumbnail?page=2",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+        assert_eq!(r.headers["content-type"], "image/jpeg");
+    }
+    seen("get", thumbnail);
+    for path in [
+        "/collections/c/documents/pdf/thumbnail?page=9",
+        "/collections/c/documents/pdf/thumbnail?page=1&start_s=0",
+        "/collections/c/documents/t/thumbnail",
+        "/collections/c/documents/missing/thumbnail",
+    ] {
+        let r = s.get(path);
+        assert!(r.status.is_client_error(), "{path}: {}", r.status);
+        check("get", thumbnail, &r);
+    }
 
     // Searches: every mode, grouping and include, JSON and form.
     let search = "/collections/{collection}/search";

@@ -25,6 +25,7 @@ mod http_common;
 mod http_errors;
 mod http_media;
 mod http_metrics;
+mod http_page;
 mod http_schema;
 mod media_chunk;
 mod media_detect;

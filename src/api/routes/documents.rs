@@ -1,7 +1,7 @@
-//! `/collections/{c}/documents`: insert (JSON or an uploaded file), read,
-//! delete.
+//! `/collections/{c}/documents`: insert (JSON or an uploaded file), list
+//! a page, read, delete.
 use axum::{
-    extract::{Path, Request, State},
+    extract::{Path, Query, Request, State},
     http::StatusCode,
     Json,
 };
@@ -12,8 +12,10 @@ use crate::api::error::{ApiError, ApiResult, ErrorBody};
 use crate::api::input::{body_bytes, is_json, is_multipart, parse_json_off_thread, Form};
 use crate::api::wire::{Deleted, InsertBody, InsertForm};
 use crate::api::AppState;
-use crate::service::views::{DocumentView, Inserted};
+use crate::service::views::{DocumentPage, DocumentView, Inserted};
 use crate::service::{InsertContent, Upload};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 /// Insert a document: JSON (text, images, metadata, or a precomputed
 /// vector), or a form with a `file` (image, video, PDF, .txt/.md/.html; an
@@ -58,6 +60,41 @@ pub async fn insert(
         ));
     };
     Ok((StatusCode::CREATED, Json(inserted)))
+}
+
+/// Which page of documents to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Documents per page (1 to 1000).
+    #[param(minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<usize>,
+    /// Continue after this id (the previous page's `next`).
+    pub after: Option<String>,
+}
+
+/// A page of the collection's documents in id order (without vectors);
+/// `next` continues the listing. Each page costs the same at any depth.
+#[utoipa::path(get, path = "/collections/{collection}/documents", tag = "documents",
+    params(("collection" = String, Path), ListQuery),
+    responses((status = 200, body = DocumentPage), (status = 404, body = ErrorBody),
+        (status = "4XX", body = ErrorBody)))]
+pub async fn list_documents(
+    State(state): State<AppState>,
+    Path(collection): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<DocumentPage>> {
+    let limit = query.limit.unwrap_or(50);
+    let mut page = state
+        .service
+        .list_documents(&collection, query.after, limit)
+        .await?;
+    for view in &mut page.documents {
+        if view.content.is_some() {
+            view.content_url = Some(content_url(&collection, &view.id));
+        }
+    }
+    Ok(Json(page))
 }
 
 /// One document (without its vectors).

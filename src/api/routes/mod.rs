@@ -7,3 +7,4 @@ pub mod documents;
 pub mod embed;
 pub mod search;
 pub mod system;
+pub mod ui;
