@@ -207,6 +207,22 @@ test("an uploaded image as query finds that image first", async () => {
   await closePage(page);
 });
 
+test("an image dropped on the page is the query", async () => {
+  const page = await openPage(server.base);
+  const png = fs.readFileSync(path.join(demo, "test-card.png")).toString("base64");
+  await page.evaluate((data) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+    document.querySelector("#image-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, png);
+  await page.locator("#image-preview").waitFor();
+  await page.locator('#search-form button[type="submit"]').click();
+  await page.locator("#search-status", { hasText: "results in" }).waitFor();
+  assert.equal((await firstHit(page)).id, ids["test-card.png"]);
+  await closePage(page);
+});
+
 test("a video frame as query plays the video from the matching segment", async () => {
   const page = await openPage(server.base);
   await searchWith(page, { image: path.join(work, "frame.png") });
@@ -303,6 +319,11 @@ test("the page fits a phone's width", async () => {
     .map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className} (${Math.round(e.getBoundingClientRect().right)}px)`));
   assert.deepEqual(wide, [], `wider than the ${390}px screen`);
   await shot(page, "phone");
+  // Dark colours follow the system.
+  await page.emulateMedia({ colorScheme: "dark" });
+  const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(background, "rgb(20, 20, 24)");
+  await shot(page, "phone-dark");
   await closePage(page);
 });
 

@@ -151,8 +151,9 @@ function segmentLabel(segment) {
   if (!segment) return "";
   if (segment.start_s != null) return `${fmtTime(segment.start_s)}–${fmtTime(segment.end_s)}`;
   if (segment.page != null && segment.start == null) return `page ${segment.page}`;
+  // A text chunk: where a reader finds it (its page), else its byte range.
   if (segment.start != null) {
-    return `bytes ${segment.start}–${segment.end}` + (segment.page != null ? ` (page ${segment.page})` : "");
+    return segment.page != null ? `text on page ${segment.page}` : `text at ${segment.start}–${segment.end}`;
   }
   return "";
 }
@@ -418,13 +419,18 @@ async function hitCard(collection, hit) {
       el("span", { class: "badge", text: hit.modality }),
       segment ? el("span", { class: "badge", text: segmentLabel(segment) }) : null,
       el("span", { class: "muted", text: `score ${hit.score.toFixed(4)}` })),
-    el("div", { class: "actions" },
-      el("button", { type: "button", "data-testid": "more-like-this", text: "More like this",
-        onclick: () => search({ document_id: hit.id }) }),
-      el("button", { type: "button", "data-testid": "details", text: "Details",
-        onclick: () => showDetail(collection, hit.id, segment) })),
+    cardActions(collection, hit.id, segment),
   );
   return card;
+}
+
+// "More like this" (search by the stored document) and "Details".
+function cardActions(collection, id, segment) {
+  return el("div", { class: "actions" },
+    el("button", { type: "button", "data-testid": "more-like-this", text: "More like this",
+      onclick: () => search({ document_id: id }) }),
+    el("button", { type: "button", "data-testid": "details", text: "Details",
+      onclick: () => showDetail(collection, id, segment) }));
 }
 
 async function hitMedia(collection, hit, segment) {
@@ -508,11 +514,7 @@ async function documentCard(collection, doc) {
       el("span", { class: "id", text: doc.id }),
       el("span", { class: "badge", text: doc.modality }),
       doc.segments.length ? el("span", { class: "muted", text: `${doc.segments.length} segments` }) : null),
-    el("div", { class: "actions" },
-      el("button", { type: "button", "data-testid": "more-like-this", text: "More like this",
-        onclick: () => search({ document_id: doc.id }) }),
-      el("button", { type: "button", "data-testid": "details", text: "Details",
-        onclick: () => showDetail(collection, doc.id, null) })),
+    cardActions(collection, doc.id, null),
   );
   return card;
 }
@@ -614,11 +616,37 @@ function dropZone(zone, onFiles) {
     zone.classList.add("over");
   });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
+  zone.addEventListener("drop", async (event) => {
     event.preventDefault();
     zone.classList.remove("over");
-    if (event.dataTransfer.files.length) onFiles([...event.dataTransfer.files]);
+    const entries = [...event.dataTransfer.items]
+      .map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
+      .filter(Boolean);
+    const files = entries.length ? await filesOf(entries) : [...event.dataTransfer.files];
+    if (files.length) onFiles(files);
   });
+}
+
+// The files of dropped entries, folders walked (hidden entries skipped, as
+// the CLI's import does).
+async function filesOf(entries) {
+  const files = [];
+  const walk = async (entry) => {
+    if (entry.name.startsWith(".")) return;
+    if (entry.isFile) {
+      files.push(await new Promise((resolve, reject) => entry.file(resolve, reject)));
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      // readEntries returns a batch at a time, until an empty one.
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return files;
 }
 
 function showTab(name) {
