@@ -178,6 +178,14 @@ pub fn validate_doc_id(id: &str) -> Result<(), String> {
     if id.chars().any(char::is_control) {
         return Err(format!("document id {id:?} contains control characters"));
     }
+    // URL clients (browsers, curl, reqwest) resolve `.` and `..` path
+    // segments away, escaped (`%2E`) or not: such a document could never be
+    // fetched by its URL.
+    if id == "." || id == ".." {
+        return Err(format!(
+            "document id {id:?} is not allowed (it cannot be a URL path segment)"
+        ));
+    }
     Ok(())
 }
 
@@ -213,8 +221,16 @@ pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
     if norm == 0.0 || !norm.is_finite() {
         return Err("vector has zero length".into());
     }
-    let inv = (1.0 / norm) as f32;
-    v.iter_mut().for_each(|x| *x *= inv);
+    // Divide in f64: for a vector of tiny (subnormal) components, 1/norm
+    // does not fit an f32 and would turn every component into infinity.
+    v.iter_mut()
+        .for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    let check = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+    if (check - 1.0).abs() >= 1e-3 || check.is_nan() {
+        return Err(format!(
+            "vector cannot be scaled to unit length (norm {norm:e})"
+        ));
+    }
     Ok(())
 }
 
@@ -279,6 +295,18 @@ mod tests {
         let mut v = [3.0, 4.0];
         l2_normalize(&mut v).unwrap();
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn normalize_scales_tiny_and_huge_vectors_to_finite_unit_length() {
+        // Subnormal components: 1/norm does not fit an f32.
+        let mut tiny = [1e-45f32; 64];
+        l2_normalize(&mut tiny).unwrap();
+        assert!(tiny.iter().all(|x| (x - 0.125).abs() < 1e-6), "{tiny:?}");
+        let mut huge = [3e38f32, 3e38, 0.0];
+        l2_normalize(&mut huge).unwrap();
+        assert!(huge.iter().all(|x| x.is_finite()));
+        assert!((huge[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
     }
 
     #[test]

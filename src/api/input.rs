@@ -70,7 +70,7 @@ pub async fn parse_json_off_thread<T: DeserializeOwned + Send + 'static>(
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -78,7 +78,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
         }
-    })
+    })?;
+    // Only whitespace may follow the value (`{…} xyz` is not JSON).
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }
 
 /// One uploaded file of a multipart form.
@@ -121,7 +125,11 @@ impl Form {
                 let text = String::from_utf8(data.to_vec()).map_err(|_| {
                     ApiError::bad_request(format!("form field {name:?} is not valid UTF-8"))
                 })?;
-                form.fields.insert(name, text);
+                if form.fields.insert(name.clone(), text).is_some() {
+                    return Err(ApiError::bad_request(format!(
+                        "form field {name:?} is given more than once"
+                    )));
+                }
             }
         }
         Ok(form)
@@ -140,8 +148,14 @@ impl Form {
         Ok((form, file))
     }
 
-    /// The one file upload named `file`.
+    /// The one file upload named `file` (a second one is refused, not
+    /// ignored).
     pub fn take_file(&mut self) -> Result<UploadedFile, ApiError> {
+        if self.files.iter().filter(|f| f.field == "file").count() > 1 {
+            return Err(ApiError::bad_request(
+                "the form has more than one `file`; send one file per request",
+            ));
+        }
         let at = self
             .files
             .iter()

@@ -62,7 +62,9 @@ impl ImageSources {
     pub fn new(config: &ServerConfig) -> ImageResult<ImageSources> {
         let allow_private = config.allow_private_urls;
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= 5 {
+            // `previous` holds the URLs requested so far, the first one
+            // included: 5 redirects means 6 of them.
+            if attempt.previous().len() > 5 {
                 return attempt.error("more than 5 redirects");
             }
             match check_url(attempt.url(), allow_private) {
@@ -211,14 +213,27 @@ fn read_under_root(root: &Path, path: &Path, max: u64) -> ImageResult<Vec<u8>> {
     if !resolved.starts_with(root) {
         return Err(outside());
     }
-    let file = std::fs::File::open(&resolved)
+    let not_a_file = || ImageError::Invalid(format!("{} is not a regular file", path.display()));
+    // Opening a FIFO (or a device) can wait forever: look first, and open
+    // without blocking, then check what was opened (it may have been
+    // swapped in between).
+    let looked = std::fs::metadata(&resolved)
         .map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
-    let is_file = file.metadata().map(|m| m.is_file()).unwrap_or(false);
-    if !is_file {
-        return Err(ImageError::Invalid(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+    if !looked.is_file() {
+        return Err(not_a_file());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(&resolved)
+        .map_err(|e| ImageError::Invalid(format!("{}: {e}", path.display())))?;
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(not_a_file());
     }
     let mut data = Vec::new();
     file.take(max + 1)
@@ -335,6 +350,10 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return is_public_v4(embedded(seg[6], seg[7]));
     }
+    // IPv4-translated addresses (SIIT, ::ffff:0:a.b.c.d).
+    if seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return is_public_v4(embedded(seg[6], seg[7]));
+    }
     if first == 0x2002 {
         return is_public_v4(embedded(seg[1], seg[2]));
     }
@@ -423,6 +442,8 @@ mod tests {
             "::ffff:127.0.0.1",
             "::127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a00:1",
             "64:ff9b::7f00:1",
             "64:ff9b::a00:1",
             "64:ff9b:1::1",

@@ -23,6 +23,7 @@ mod engine;
 mod http_api;
 mod http_common;
 mod http_errors;
+mod http_hardening;
 mod http_media;
 mod http_metrics;
 mod http_page;
