@@ -161,12 +161,58 @@ async fn timeout(
 
 /// Serves the API on `listener` until `shutdown` completes, then waits for
 /// in-flight requests. The caller closes the database afterwards.
+///
+/// Our own accept loop (hyper's HTTP/1 server under the axum router) so
+/// that clients cannot hold connections: a request's headers must arrive
+/// within `server.header_timeout_secs`, which also closes connections idle
+/// between requests; at most `server.max_connections` are open (more are
+/// closed as soon as accepted), so file descriptors are left for the
+/// clients that do talk (`/health` stays reachable). A failed accept (out
+/// of file descriptors) pauses briefly instead of spinning.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.config.server.max_connections,
+    ));
+    let router = app(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("connection refused: server.max_connections reached");
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, timed out): nothing to do.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

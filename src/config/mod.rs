@@ -188,6 +188,12 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// Request timeout in seconds.
     pub timeout_secs: u64,
+    /// Seconds a connection may take to send a request's headers, and may
+    /// stay idle between requests; then it is closed (slow or stuck clients
+    /// cannot hold connections).
+    pub header_timeout_secs: u64,
+    /// Most open client connections; further ones are closed at once.
+    pub max_connections: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Largest decoded image (width × height) accepted, checked before decoding.
@@ -277,6 +283,8 @@ impl Default for ServerConfig {
             max_batch_size: 32,
             max_queue: 1024,
             timeout_secs: 120,
+            header_timeout_secs: 10,
+            max_connections: 512,
             max_body_bytes: 64 * 1024 * 1024,
             max_image_pixels: 64_000_000,
             max_inputs_per_request: 256,
@@ -409,6 +417,8 @@ impl Config {
             ("server.max_batch_size", s.max_batch_size as u64),
             ("server.max_queue", s.max_queue as u64),
             ("server.timeout_secs", s.timeout_secs),
+            ("server.header_timeout_secs", s.header_timeout_secs),
+            ("server.max_connections", s.max_connections as u64),
             ("server.max_body_bytes", s.max_body_bytes as u64),
             ("server.max_image_pixels", s.max_image_pixels),
             (

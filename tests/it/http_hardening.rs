@@ -217,3 +217,66 @@ fn dot_ids_are_refused_because_no_url_can_reach_them() {
     assert_eq!(content.bytes, png);
     assert_eq!(s.documents("c"), 1);
 }
+
+#[test]
+fn slow_and_idle_connections_are_closed_and_capped() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    let mut config = crate::http_common::test_config();
+    config.server.header_timeout_secs = 1;
+    config.server.max_connections = 8;
+    let s = TestServer::with_config(config);
+    // Closed by the server: a read returns end of file (or a reset).
+    let closed_within = |stream: &mut TcpStream, limit: Duration| {
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    };
+    let started = Instant::now();
+    // Eight hold every slot: four say nothing, four send half a header.
+    let mut held: Vec<TcpStream> = (0..8)
+        .map(|i| {
+            let mut c = TcpStream::connect(s.addr).unwrap();
+            if i % 2 == 1 {
+                c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            }
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // A ninth is over the cap: closed at once.
+    let mut extra = TcpStream::connect(s.addr).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_millis(900)),
+        "over the cap"
+    );
+    // The held ones are closed by the header timeout, not kept for ever.
+    for (i, c) in held.iter_mut().enumerate() {
+        assert!(
+            closed_within(c, Duration::from_secs(5)),
+            "connection {i} kept open"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // And the server answers again.
+    assert_eq!(s.get("/health").status, StatusCode::OK);
+    // A connection that talks in time is served, and may be reused.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    for _ in 0..2 {
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+    }
+}
