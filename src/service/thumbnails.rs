@@ -8,11 +8,11 @@
 //! Only segments the document has can be asked for (a page it was split
 //! into, a time range it was embedded as): the work a request can cause is
 //! bounded by what was stored.
-use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
 use image::{codecs::jpeg::JpegEncoder, DynamicImage, ImageReader, RgbImage};
+use lru::LruCache;
 
 use super::{blocking, Result, Service, ServiceError};
 use crate::db::Document;
@@ -217,41 +217,32 @@ struct CacheKey {
 }
 
 /// Encoded thumbnails, least recently used dropped first once the total
-/// passes the cap.
+/// passes the cap (the `lru` crate orders them; the cap is in bytes, so
+/// the cache itself is unbounded in entries).
 pub struct ThumbnailCache {
     inner: Mutex<CacheInner>,
     cap_bytes: usize,
 }
 
-#[derive(Default)]
 struct CacheInner {
-    entries: HashMap<CacheKey, (Arc<Vec<u8>>, u64)>,
-    /// (key, stamp) in use order; stale stamps are skipped when evicting.
-    order: VecDeque<(CacheKey, u64)>,
+    entries: LruCache<CacheKey, Arc<Vec<u8>>>,
     bytes: usize,
-    clock: u64,
 }
 
 impl ThumbnailCache {
     pub fn new(cap_bytes: usize) -> ThumbnailCache {
         ThumbnailCache {
-            inner: Mutex::new(CacheInner::default()),
+            inner: Mutex::new(CacheInner {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+            }),
             cap_bytes,
         }
     }
 
     fn get(&self, key: &CacheKey) -> Option<Arc<Vec<u8>>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.clock += 1;
-        let stamp = inner.clock;
-        let jpeg = {
-            let entry = inner.entries.get_mut(key)?;
-            entry.1 = stamp;
-            Arc::clone(&entry.0)
-        };
-        inner.order.push_back((key.clone(), stamp));
-        inner.compact();
-        Some(jpeg)
+        inner.entries.get(key).cloned()
     }
 
     fn put(&self, key: CacheKey, jpeg: Arc<Vec<u8>>) {
@@ -259,34 +250,15 @@ impl ThumbnailCache {
             return;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.clock += 1;
-        let stamp = inner.clock;
         inner.bytes += jpeg.len();
-        if let Some((old, _)) = inner.entries.insert(key.clone(), (jpeg, stamp)) {
+        if let Some(old) = inner.entries.put(key, jpeg) {
             inner.bytes -= old.len();
         }
-        inner.order.push_back((key, stamp));
         while inner.bytes > self.cap_bytes {
-            let Some((key, stamp)) = inner.order.pop_front() else {
+            let Some((_, old)) = inner.entries.pop_lru() else {
                 break;
             };
-            if inner.entries.get(&key).is_some_and(|e| e.1 == stamp) {
-                let (old, _) = inner.entries.remove(&key).expect("present");
-                inner.bytes -= old.len();
-            }
-        }
-        inner.compact();
-    }
-}
-
-impl CacheInner {
-    /// Stale stamps pile up when the same entries are read again and
-    /// again; drop them once they outnumber the entries.
-    fn compact(&mut self) {
-        if self.order.len() > 4 * self.entries.len() + 64 {
-            let entries = &self.entries;
-            self.order
-                .retain(|(k, s)| entries.get(k).is_some_and(|e| e.1 == *s));
+            inner.bytes -= old.len();
         }
     }
 }
@@ -330,8 +302,11 @@ mod tests {
             cache.get(&key(0));
         }
         cache.put(key(1), Arc::new(vec![0; 10]));
+        // Replacing an entry counts its bytes once.
+        cache.put(key(1), Arc::new(vec![0; 10]));
         let inner = cache.inner.lock().unwrap();
-        assert!(inner.order.len() <= 4 * inner.entries.len() + 64);
+        // The use order is the LRU list itself: one node per picture.
+        assert_eq!(inner.entries.len(), 2);
         assert_eq!(inner.bytes, 20);
     }
 }
