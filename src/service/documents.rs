@@ -47,14 +47,7 @@ impl Upload {
             .extension()
             .map(|e| format!(".{}", e.to_string_lossy()))
             .unwrap_or_default();
-        let io = |e: std::io::Error| ServiceError::Io(format!("temporary file: {e}"));
-        let mut file = tempfile::Builder::new()
-            .prefix("tkr-upload-")
-            .suffix(&suffix)
-            .tempfile()
-            .map_err(io)?;
-        std::io::Write::write_all(&mut file, &self.data).map_err(io)?;
-        Ok(file)
+        super::temp_file(&self.data, "tkr-upload-", &suffix)
     }
 
     /// Error messages name the file they are about; for an upload that is

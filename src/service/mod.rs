@@ -189,6 +189,26 @@ impl Service {
     }
 }
 
+/// `data` in a new temporary file whose name ends in `suffix` (FFmpeg and
+/// poppler read files; some kinds are told apart by extension). Removed
+/// when the handle drops.
+pub(crate) fn temp_file(
+    data: &[u8],
+    prefix: &str,
+    suffix: &str,
+) -> Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let io = |e: std::io::Error| ServiceError::Io(format!("temporary file: {e}"));
+    let mut file = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()
+        .map_err(io)?;
+    file.write_all(data).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
 /// Runs CPU or blocking work on tokio's blocking pool.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use image::{codecs::jpeg::JpegEncoder, DynamicImage, ImageReader, RgbImage};
 use lru::LruCache;
 
-use super::{blocking, Result, Service, ServiceError};
+use super::{blocking, temp_file, Result, Service, ServiceError};
 use crate::db::Document;
 use crate::media::{pdf, video};
 use crate::types::{Modality, Span};
@@ -141,7 +141,7 @@ fn render(
     let picture = match span {
         None => decode_image(data, ingest.video.max_pixels)?,
         Some(Span::Page { page }) => {
-            let file = temp_file(data, ".pdf")?;
+            let file = temp_file(data, "tkr-thumb-", ".pdf")?;
             let limits = pdf::PdfLimits {
                 render_max_side: THUMBNAIL_SIDE,
                 ..ingest.pdf.clone()
@@ -155,7 +155,7 @@ fn render(
                 "video/quicktime" => ".mov",
                 _ => ".mp4",
             };
-            let file = temp_file(data, suffix)?;
+            let file = temp_file(data, "tkr-thumb-", suffix)?;
             video::frame_in(file.path(), start_s, end_s, &ingest.video)?.1
         }
         Some(Span::Bytes { .. }) => {
@@ -193,19 +193,6 @@ fn encode(picture: RgbImage) -> Result<Vec<u8>> {
         .encode_image(&small.to_rgb8())
         .map_err(|e| ServiceError::Io(format!("encoding a thumbnail: {e}")))?;
     Ok(out)
-}
-
-fn temp_file(data: &[u8], suffix: &str) -> Result<tempfile::NamedTempFile> {
-    use std::io::Write;
-    let io = |e: std::io::Error| ServiceError::Io(format!("writing a temporary file: {e}"));
-    let mut file = tempfile::Builder::new()
-        .prefix("tkr-thumb-")
-        .suffix(suffix)
-        .tempfile()
-        .map_err(io)?;
-    file.write_all(data).map_err(io)?;
-    file.flush().map_err(io)?;
-    Ok(file)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

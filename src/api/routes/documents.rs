@@ -90,9 +90,7 @@ pub async fn list_documents(
         .list_documents(&collection, query.after, limit)
         .await?;
     for view in &mut page.documents {
-        if view.content.is_some() {
-            view.content_url = Some(content_url(&collection, &view.id));
-        }
+        link_content(view, &collection);
     }
     Ok(Json(page))
 }
@@ -107,10 +105,15 @@ pub async fn get_document(
     Path((collection, id)): Path<(String, String)>,
 ) -> ApiResult<Json<DocumentView>> {
     let mut view = state.service.document(&collection, &id).await?;
-    if view.content.is_some() {
-        view.content_url = Some(content_url(&collection, &id));
-    }
+    link_content(&mut view, &collection);
     Ok(Json(view))
+}
+
+/// Points a document with stored content at the route that serves it.
+fn link_content(view: &mut DocumentView, collection: &str) {
+    if view.content.is_some() {
+        view.content_url = Some(content_url(collection, &view.id));
+    }
 }
 
 /// Delete a document.
