@@ -415,32 +415,27 @@ fn image_urls_are_fetched_when_allowed_and_refused_when_private() {
     config.server.url_max_bytes = 200_000;
     config.server.url_timeout_secs = 1;
     let s = TestServer::with_config(config);
-    let files = s.runtime.block_on(async {
-        let app = axum::Router::new()
-            .route(
-                "/img.png",
-                axum::routing::get(|| async { image_bytes("img_tiny_20x30") }),
-            )
-            .route(
-                "/big.png",
-                axum::routing::get(|| async { vec![0u8; 300_000] }),
-            )
-            .route(
-                "/slow.png",
-                axum::routing::get(|| async {
-                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                    image_bytes("img_tiny_20x30")
-                }),
-            )
-            .route(
-                "/moved",
-                axum::routing::get(|| async { axum::response::Redirect::temporary("/img.png") }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
+    let app = axum::Router::new()
+        .route(
+            "/img.png",
+            axum::routing::get(|| async { image_bytes("img_tiny_20x30") }),
+        )
+        .route(
+            "/big.png",
+            axum::routing::get(|| async { vec![0u8; 300_000] }),
+        )
+        .route(
+            "/slow.png",
+            axum::routing::get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                image_bytes("img_tiny_20x30")
+            }),
+        )
+        .route(
+            "/moved",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/img.png") }),
+        );
+    let files = s.serve_other(app);
     s.create_collection("c");
     let r = s.post_json(
         "/collections/c/documents",

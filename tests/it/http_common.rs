@@ -90,6 +90,17 @@ impl TestServer {
         }
     }
 
+    /// Serves `app` on another loopback port of this server's runtime (a
+    /// stand-in for the web: image URLs, redirects).
+    pub fn serve_other(&self, app: axum::Router) -> SocketAddr {
+        self.runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            addr
+        })
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -99,29 +99,24 @@ fn five_redirects_are_followed_and_a_sixth_is_refused() {
     let mut config = crate::http_common::test_config();
     config.server.allow_private_urls = true;
     let s = TestServer::with_config(config);
-    let files = s.runtime.block_on(async {
-        let app = axum::Router::new()
-            .route(
-                "/img.png",
-                axum::routing::get(|| async { crate::http_common::image_bytes("img_tiny_20x30") }),
-            )
-            .route(
-                "/r/{n}",
-                axum::routing::get(
-                    |axum::extract::Path(n): axum::extract::Path<u32>| async move {
-                        let next = match n {
-                            0 => "/img.png".to_owned(),
-                            n => format!("/r/{}", n - 1),
-                        };
-                        axum::response::Redirect::temporary(&next)
-                    },
-                ),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
-    });
+    let app = axum::Router::new()
+        .route(
+            "/img.png",
+            axum::routing::get(|| async { crate::http_common::image_bytes("img_tiny_20x30") }),
+        )
+        .route(
+            "/r/{n}",
+            axum::routing::get(
+                |axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                    let next = match n {
+                        0 => "/img.png".to_owned(),
+                        n => format!("/r/{}", n - 1),
+                    };
+                    axum::response::Redirect::temporary(&next)
+                },
+            ),
+        );
+    let files = s.serve_other(app);
     s.create_collection("c");
     // /r/4 → /r/3 → … → /r/0 → /img.png: five redirects.
     let r = s.post_json(
