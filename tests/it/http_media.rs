@@ -8,7 +8,7 @@ use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServ
 use crate::media_ingest::media;
 use crate::model_parity::{floats, max_abs_diff};
 
-fn upload(s: &TestServer, path: &str, name: &str, id: &str) -> crate::http_common::Response {
+pub fn upload(s: &TestServer, path: &str, name: &str, id: &str) -> crate::http_common::Response {
     let bytes = std::fs::read(media(name)).unwrap();
     let form = reqwest::multipart::Form::new()
         .part("file", file_part(bytes, name))

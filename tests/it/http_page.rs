@@ -4,14 +4,11 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::http_common::{data_url, file_part, image_bytes, test_config, TestServer};
+use crate::http_common::{data_url, image_bytes, test_config, TestServer};
 use crate::media_ingest::media;
 
 fn upload(s: &TestServer, name: &str, id: &str) {
-    let form = reqwest::multipart::Form::new()
-        .part("file", file_part(std::fs::read(media(name)).unwrap(), name))
-        .text("id", id.to_owned());
-    let r = s.post_form("/collections/m/documents", form);
+    let r = crate::http_media::upload(s, "/collections/m/documents", name, id);
     assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.json);
 }
 
