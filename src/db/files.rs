@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::{Content, Db, DbError, NewDocument, Result};
 use crate::config::{Config, VideoPooling};
-use crate::engine::{EmbedRequest, Engine, ImageData, Pending};
+use crate::engine::{EmbedRequest, Engine, ImageData, Pending, Priority};
 use crate::media::{
     chunk::{chunk_text, Chunk},
     detect_kind,
@@ -245,13 +245,14 @@ impl<'a> Pipeline<'a> {
 /// up with the overload error.
 const QUEUE_PATIENCE: Duration = Duration::from_secs(60);
 
-/// Submits, waiting and retrying while the queue is full: ingest runs on a
+/// Submits in the engine's bulk lane (queries and single documents go
+/// first), waiting and retrying while that lane is full: ingest runs on a
 /// blocking thread and can wait, unlike a single HTTP request.
 fn submit_patiently(engine: &Engine, request: EmbedRequest) -> Result<Pending> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        let pending = engine.submit(request.clone());
+        let pending = engine.submit_as(request.clone(), Priority::Bulk);
         if !pending.is_overloaded() || started.elapsed() > QUEUE_PATIENCE {
             return Ok(pending);
         }

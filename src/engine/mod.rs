@@ -1,10 +1,12 @@
 //! The embedding engine: one OS thread owns the MLX model (MLX is not
-//! thread-safe); requests arrive on a bounded queue and are answered on
+//! thread-safe); requests arrive on a bounded queue with two lanes
+//! (interactive ahead of bulk ingest parts, see `queue`) and are answered on
 //! one-shot channels. Callers decode images and tokenize on their own
 //! threads; the model thread groups waiting requests into batches up to a
-//! size and a token budget. A full queue is an [`EngineError::Overloaded`]
+//! size and a token budget. A full lane is an [`EngineError::Overloaded`]
 //! (HTTP 503 upstream), never a hang. Results are cached by content.
 mod cache;
+mod queue;
 mod worker;
 
 use std::{
@@ -14,6 +16,9 @@ use std::{
         mpsc, Arc, Mutex,
     },
 };
+
+pub use queue::Priority;
+use queue::{JobQueue, PushError};
 
 use image::RgbImage;
 use tokio::sync::oneshot;
@@ -141,7 +146,7 @@ struct Job {
 }
 
 pub struct Engine {
-    queue: mpsc::SyncSender<Job>,
+    queue: Arc<JobQueue<Job>>,
     preparer: Arc<Preparer>,
     info: EngineInfo,
     config: EngineConfig,
@@ -191,9 +196,14 @@ impl Engine {
     /// Starts the model thread, which loads the model; returns once it is ready.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let stats = Arc::new(EngineStats::default());
-        let (queue, jobs) = mpsc::sync_channel::<Job>(config.queue_capacity);
+        let queue = Arc::new(JobQueue::new(config.queue_capacity));
         let (ready_tx, ready_rx) = mpsc::channel();
-        let worker = worker::spawn(config.clone(), jobs, ready_tx, Arc::clone(&stats));
+        let worker = worker::spawn(
+            config.clone(),
+            Arc::clone(&queue),
+            ready_tx,
+            Arc::clone(&stats),
+        );
         let (preparer, info) = ready_rx.recv().map_err(|_| EngineError::Stopped)??;
         Ok(Engine {
             queue,
@@ -223,9 +233,16 @@ impl Engine {
         &self.config
     }
 
-    /// Decodes, tokenizes and queues one request (on the caller's thread).
+    /// Decodes, tokenizes and queues one request (on the caller's thread)
+    /// in the interactive lane.
     pub fn submit(&self, request: EmbedRequest) -> Pending {
-        self.enqueue(self.admit(request))
+        self.submit_as(request, Priority::Interactive)
+    }
+
+    /// [`Engine::submit`] in the given lane: the parts of a long ingest go
+    /// in the bulk lane, behind every interactive request.
+    pub fn submit_as(&self, request: EmbedRequest, priority: Priority) -> Pending {
+        self.enqueue(self.admit(request), priority)
     }
 
     /// Cache lookup and input preparation (decoding, tokenization), on the
@@ -248,14 +265,14 @@ impl Engine {
     }
 
     /// Hands a prepared input to the model thread.
-    fn enqueue(&self, admitted: Admitted) -> Pending {
+    fn enqueue(&self, admitted: Admitted, priority: Priority) -> Pending {
         let (input, key) = match admitted {
             Admitted::Done(pending) => return pending,
             Admitted::Prepared(input, key) => (input, key),
         };
         let tokens = input.ids.len();
         let (reply, rx) = oneshot::channel();
-        match self.queue.try_send(Job { input, reply }) {
+        match self.queue.push(Job { input, reply }, priority) {
             Ok(()) => {
                 self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
                 Pending {
@@ -263,13 +280,11 @@ impl Engine {
                     tokens,
                 }
             }
-            Err(mpsc::TrySendError::Full(_)) => Pending::ready(
+            Err(PushError::Full(_)) => Pending::ready(
                 Err(EngineError::Overloaded(self.config.queue_capacity)),
                 tokens,
             ),
-            Err(mpsc::TrySendError::Disconnected(_)) => {
-                Pending::ready(Err(EngineError::Stopped), tokens)
-            }
+            Err(PushError::Closed) => Pending::ready(Err(EngineError::Stopped), tokens),
         }
     }
 
@@ -309,7 +324,10 @@ impl Engine {
         // one, the model thread would start on the first alone while the
         // rest are still being tokenized.
         let admitted: Vec<Admitted> = requests.into_iter().map(|r| self.admit(r)).collect();
-        let pending: Vec<Pending> = admitted.into_iter().map(|a| self.enqueue(a)).collect();
+        let pending: Vec<Pending> = admitted
+            .into_iter()
+            .map(|a| self.enqueue(a, Priority::Interactive))
+            .collect();
         pending.into_iter().map(|p| self.wait(p)).collect()
     }
 
@@ -350,8 +368,7 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         // Closing the queue ends the worker loop after the jobs in hand.
-        let (closed, _) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.queue, closed));
+        self.queue.close();
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }

@@ -2,10 +2,11 @@
 //! runs them until the queue closes.
 use std::{
     sync::{atomic::Ordering, mpsc, Arc},
+    time::Instant,
     thread,
 };
 
-use super::{EngineConfig, EngineError, EngineInfo, EngineStats, Job};
+use super::{queue::JobQueue, EngineConfig, EngineError, EngineInfo, EngineStats, Job};
 use crate::model::{runtime, Embedder, Preparer, QuantSpec, WeightStorage};
 
 type Ready = Result<(Arc<Preparer>, EngineInfo), EngineError>;
@@ -17,7 +18,7 @@ const BATCH_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
 
 pub(super) fn spawn(
     config: EngineConfig,
-    jobs: mpsc::Receiver<Job>,
+    jobs: Arc<JobQueue<Job>>,
     ready: mpsc::Sender<Ready>,
     stats: Arc<EngineStats>,
 ) -> thread::JoinHandle<()> {
@@ -41,7 +42,7 @@ pub(super) fn spawn(
 
 fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
     let device = runtime::select_device(config.gpu)?;
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let embedder = Embedder::load(&config.model_dir, config.load.clone())?;
     let quantization = match config.load.quant {
         QuantSpec::None => "none".to_owned(),
@@ -73,7 +74,7 @@ fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
 
 fn serve(
     embedder: &Embedder,
-    jobs: &mpsc::Receiver<Job>,
+    jobs: &JobQueue<Job>,
     config: &EngineConfig,
     stats: &EngineStats,
 ) {
@@ -81,12 +82,12 @@ fn serve(
     loop {
         let first = match carried.take() {
             Some(job) => job,
-            None => match jobs.recv() {
-                Ok(job) => {
+            None => match jobs.pop() {
+                Some(job) => {
                     stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     job
                 }
-                Err(_) => return, // queue closed: the engine was dropped
+                None => return, // queue closed: the engine was dropped
             },
         };
         let mut batch = vec![first];
@@ -95,17 +96,12 @@ fn serve(
         // the size and token budget: a caller submitting many inputs at once
         // (`embed --input`, an import) races the worker, which would
         // otherwise start on the first input alone.
-        let deadline = std::time::Instant::now() + BATCH_LINGER;
+        // Interactive requests are taken first, bulk ingest parts fill the
+        // rest of the batch.
+        let deadline = Instant::now() + BATCH_LINGER;
         while batch.len() < config.max_batch_size {
-            let job = match jobs.try_recv() {
-                Ok(job) => job,
-                Err(_) => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    match jobs.recv_timeout(left) {
-                        Ok(job) => job,
-                        Err(_) => break,
-                    }
-                }
+            let Some(job) = jobs.pop_until(deadline) else {
+                break;
             };
             stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
             if cost + job.input.cost() > config.max_batch_tokens {
@@ -126,7 +122,7 @@ fn serve(
 
 fn run_batch(embedder: &Embedder, batch: Vec<Job>, stats: &EngineStats) {
     stats.record_batch(batch.len());
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let inputs_in_batch = batch.len();
     // Split the jobs instead of copying their inputs (pixel buffers are large).
     let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.input, j.reply)).unzip();

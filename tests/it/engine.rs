@@ -166,3 +166,31 @@ fn long_text_is_truncated_but_image_tokens_never_are() {
         "{err}"
     );
 }
+
+#[test]
+fn interactive_requests_overtake_queued_bulk_parts() {
+    use tkr_embed::engine::Priority;
+    let _mlx = mlx_lock();
+    let engine = Engine::start(engine_config()).unwrap();
+    // 60 ingest parts (distinct, so none is a cache hit) wait in the bulk
+    // lane: 8 batches of 8 in FIFO order.
+    let bulk: Vec<_> = (0..60)
+        .map(|i| {
+            let text = format!("part {i} of a long document, with some words");
+            engine.submit_as(EmbedRequest::text(text), Priority::Bulk)
+        })
+        .collect();
+    let batches_before = engine.stats().batches.load(Ordering::Relaxed);
+    let query = engine.submit(EmbedRequest::text("Hello world"));
+    let vector = engine.wait(query).unwrap();
+    let batches_until_answered = engine.stats().batches.load(Ordering::Relaxed) - batches_before;
+    assert!(max_abs_diff(&vector, &reference("text_short")) <= 1e-5);
+    // At most the batch already running and the one the query joins.
+    assert!(
+        batches_until_answered <= 2,
+        "the query waited for {batches_until_answered} batches of bulk parts"
+    );
+    for pending in bulk {
+        engine.wait(pending).unwrap();
+    }
+}
