@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::config::{RateLimit, Scope};
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::media::MediaError;
@@ -98,6 +99,34 @@ impl ApiError {
     /// No or a wrong API key.
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// The API key's scope is below what the route needs. Names the
+    /// scopes, never the key.
+    pub fn forbidden(needed: Scope, has: Scope) -> ApiError {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this request needs an API key with the `{needed}` scope; the key sent has `{has}`"
+            ),
+        )
+    }
+
+    /// The API key's rate limit is used up: 429 with `Retry-After` in whole
+    /// seconds until its next request would pass.
+    pub fn rate_limited(limit: &RateLimit, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this API key's rate limit ({} requests/s, bursts of {}) is used up; retry in {retry_after_secs} s",
+                    limit.per_sec, limit.burst
+                ),
+            )
+        }
     }
 
     /// The request ran past `server.timeout_secs`.
@@ -364,7 +393,8 @@ impl From<tokio::task::JoinError> for ApiError {
 /// (axum's own rejections, unknown routes, wrong methods, body limits) are
 /// rewritten into the JSON error shape, so clients see one format.
 ///
-/// Every `Retry-After` carries the configured `server.retry_after_secs`.
+/// Every 503's `Retry-After` carries the configured
+/// `server.retry_after_secs`; a 429's is the key's own wait, kept.
 pub async fn json_errors(
     State(state): State<AppState>,
     request: Request<Body>,
@@ -375,8 +405,10 @@ pub async fn json_errors(
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    if let Some(value) = response.headers_mut().get_mut(header::RETRY_AFTER) {
-        *value = HeaderValue::from(state.config.server.retry_after_secs);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(value) = response.headers_mut().get_mut(header::RETRY_AFTER) {
+            *value = HeaderValue::from(state.config.server.retry_after_secs);
+        }
     }
     let is_json = response
         .headers()
@@ -417,6 +449,8 @@ fn status_code_name(status: StatusCode) -> &'static str {
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout",
         StatusCode::SERVICE_UNAVAILABLE => "unavailable",
         s if s.is_client_error() => "invalid_request",
@@ -433,6 +467,26 @@ mod tests {
         let response = ApiError::from(EngineError::Overloaded(8)).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn scopes_and_rate_limits_name_no_key() {
+        let response = ApiError::forbidden(Scope::Admin, Scope::Read).into_response();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let limit = RateLimit {
+            per_sec: 0.5,
+            burst: 2,
+        };
+        let error = ApiError::rate_limited(&limit, 3);
+        assert_eq!(error.code, "rate_limited");
+        assert!(
+            error.message.contains("0.5 requests/s"),
+            "{}",
+            error.message
+        );
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]

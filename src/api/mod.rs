@@ -6,12 +6,14 @@
 //! wait for the group-commit fsync) and input preparation (image decoding,
 //! tokenization) go through `spawn_blocking`; the model runs on the
 //! engine's own thread and is awaited.
+mod access;
 mod auth;
 pub mod error;
 mod input;
 mod metrics;
 pub mod openapi;
 mod range;
+mod rate_limit;
 mod routes;
 pub mod wire;
 
@@ -49,6 +51,8 @@ pub struct Shared {
     /// The memory profile in use, for `/info`.
     pub profile: Option<String>,
     metrics: metrics::Metrics,
+    /// `server.api_keys` with their rate-limit buckets.
+    keys: auth::Keys,
     started: Instant,
 }
 
@@ -67,6 +71,7 @@ impl AppState {
         profile: Option<String>,
     ) -> Result<AppState, ServiceError> {
         let service = Service::new(Arc::clone(&db), Some(Arc::clone(&engine)), &config)?;
+        let keys = auth::Keys::new(&config.server.api_keys);
         Ok(AppState(Arc::new(Shared {
             service,
             db,
@@ -74,6 +79,7 @@ impl AppState {
             config,
             profile,
             metrics: metrics::Metrics::default(),
+            keys,
             started: Instant::now(),
         })))
     }

@@ -1,11 +1,14 @@
 //! The OpenAPI 3.1 description served at `/openapi.json`, generated from
 //! the handlers' `#[utoipa::path]` annotations and the wire types' derived
 //! schemas, so it cannot drift from what the routes accept and return.
+use axum::http::Method;
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::access::{access, Access};
 use super::routes::{collections, content, documents, embed, search, system};
+use crate::config::ServerConfig;
 
 /// Every (method, path) of the API the router serves, for the listing
 /// tests (the web page's own files, `/` and `/ui/…`, are not API routes).
@@ -60,7 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         content::get_thumbnail,
         search::search,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &KeyResponses),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -75,6 +78,78 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every route that takes a key says which scope, and documents the answers
+/// of the key check (401, 403, 429), from the one access table
+/// ([`super::access`]) so the document follows it.
+struct KeyResponses;
+
+impl Modify for KeyResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            header::HeaderBuilder, path::Operation, Content, Object, Ref, ResponseBuilder, Type,
+        };
+        let defaults = ServerConfig::default();
+        let answer = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+        };
+        let answers = [
+            ("401", answer("No API key, or an unknown one").build()),
+            (
+                "403",
+                answer("The API key's scope is too small (`forbidden`)").build(),
+            ),
+            (
+                "429",
+                answer("The API key's rate limit is used up (`rate_limited`)")
+                    .header(
+                        "Retry-After",
+                        HeaderBuilder::new()
+                            .schema(Some(Object::with_type(Type::Integer)))
+                            .description(Some("Whole seconds until this key's next request passes"))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations: [(Method, Option<&mut Operation>); 5] = [
+                (Method::GET, item.get.as_mut()),
+                (Method::POST, item.post.as_mut()),
+                (Method::PUT, item.put.as_mut()),
+                (Method::PATCH, item.patch.as_mut()),
+                (Method::DELETE, item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let Access::Key(scope) = access(&method, path, &defaults) else {
+                    continue;
+                };
+                let unless = match path.as_str() {
+                    "/metrics" => " unless `server.public_metrics`",
+                    "/info" => " unless `server.public_info`",
+                    _ => "",
+                };
+                let note = format!(
+                    "With `server.api_keys` set: needs a key with the `{scope}` scope{unless}."
+                );
+                operation.description = Some(match operation.description.take() {
+                    Some(text) => format!("{text}\n\n{note}"),
+                    None => note,
+                });
+                for (status, response) in &answers {
+                    operation
+                        .responses
+                        .responses
+                        .insert((*status).to_owned(), response.clone().into());
+                }
+            }
+        }
     }
 }
 

@@ -33,8 +33,8 @@ fn show_json(loaded: &ConfigSources) -> Value {
         .iter()
         .map(|(k, s)| (k.clone(), Value::String(s.to_string())))
         .collect();
-    let mut config = serde_json::to_value(&loaded.config).expect("Config serializes");
-    redact_secrets(&mut config);
+    // API keys serialize as `<redacted>` (config::Secret): never printed.
+    let config = serde_json::to_value(&loaded.config).expect("Config serializes");
     json!({
         "config": config,
         "sources": sources,
@@ -47,17 +47,8 @@ fn show_json(loaded: &ConfigSources) -> Value {
     })
 }
 
-/// API keys are never printed, only how many there are.
-fn redact_secrets(tree: &mut Value) {
-    if let Some(keys) = tree["server"]["api_keys"].as_array_mut() {
-        keys.iter_mut()
-            .for_each(|k| *k = Value::String("<redacted>".into()));
-    }
-}
-
 fn show_text(loaded: &ConfigSources) -> String {
-    let mut tree = serde_json::to_value(&loaded.config).expect("Config serializes");
-    redact_secrets(&mut tree);
+    let tree = serde_json::to_value(&loaded.config).expect("Config serializes");
     let mut out = String::new();
     let file = loaded
         .config_file

@@ -287,7 +287,16 @@ fn parse_env_value(raw: &str, default: &Value) -> Result<Value, String> {
             .map(Value::from)
             .or_else(|_| raw.trim().parse::<i64>().map(Value::from))
             .map_err(|_| format!("`{raw}` is not a whole number")),
-        // Lists (api_keys) are comma-separated.
+        // Lists (api_keys) are comma-separated, or JSON when they need
+        // more than strings (scoped keys). The JSON error names a position,
+        // never the text, which may hold a key.
+        Value::Array(_) if raw.trim_start().starts_with('[') => {
+            match serde_json::from_str::<Value>(raw) {
+                Ok(list @ Value::Array(_)) => Ok(list),
+                Ok(_) => Err("a value starting with `[` must be a JSON list".to_owned()),
+                Err(e) => Err(format!("not a valid JSON list ({e})")),
+            }
+        }
         Value::Array(_) => Ok(Value::Array(
             raw.split(',')
                 .map(str::trim)

@@ -7,6 +7,7 @@
 //! the layer that set each leaf is remembered so `tkr-embed config show` can
 //! say where every value came from. The merged tree is deserialized once
 //! (unknown fields rejected, the failing field named) and then validated.
+mod keys;
 mod layers;
 mod profiles;
 
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use keys::{ApiKey, RateLimit, Scope, Secret};
 pub use layers::{load, ConfigInputs, ConfigSources, Layer, Source};
 pub use profiles::{
     available_memory_bytes, detect_profile, total_memory_bytes, Profile, PROFILE_NAMES,
@@ -204,8 +206,16 @@ pub struct ServerConfig {
     /// Most hits one search may ask for (HTTP API and CLI).
     pub max_k: usize,
     /// API keys accepted as `Authorization: Bearer KEY`; empty = no auth.
-    /// Environment: TKR_SERVER_API_KEYS=key1,key2 (or TKR_API_KEYS).
-    pub api_keys: Vec<String>,
+    /// Each a plain string (scope `admin`, no limit) or a mapping with
+    /// `key`, `scope` and an optional `rate_per_sec` / `burst` (see
+    /// [`ApiKey`]). Environment: TKR_SERVER_API_KEYS=key1,key2 (or
+    /// TKR_API_KEYS), or a JSON list for scoped keys.
+    pub api_keys: Vec<ApiKey>,
+    /// `GET /metrics` without a key even when keys are configured (for a
+    /// scraper that cannot send one).
+    pub public_metrics: bool,
+    /// `GET /info` without a key even when keys are configured.
+    pub public_info: bool,
     /// Seconds a client is told to wait (Retry-After) when the queue is full.
     pub retry_after_secs: u64,
     /// Image URLs: allow loopback, private and link-local addresses
@@ -290,6 +300,8 @@ impl Default for ServerConfig {
             max_inputs_per_request: 256,
             max_k: 1000,
             api_keys: Vec::new(),
+            public_metrics: false,
+            public_info: false,
             retry_after_secs: 1,
             allow_private_urls: false,
             url_max_bytes: 32 * 1024 * 1024,
@@ -439,12 +451,7 @@ impl Config {
                 format!("must be at most {MAX_K}"),
             ));
         }
-        if let Some(i) = s.api_keys.iter().position(|k| k.trim().is_empty()) {
-            return Err(ConfigError::invalid(
-                "server.api_keys",
-                format!("key {i} is empty (an empty key would let anyone in)"),
-            ));
-        }
+        keys::validate(&s.api_keys)?;
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid(
                 "storage.data_dir",

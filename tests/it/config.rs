@@ -257,3 +257,31 @@ fn internal_variables_are_not_reported_as_unknown_settings() {
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(loaded.warnings[0].contains("TKR_NO_SUCH_SETTING"));
 }
+
+#[test]
+fn scoped_keys_from_the_environment_are_a_json_list() {
+    use tkr_embed::config::Scope;
+    let loaded = load(&ConfigInputs {
+        env: env(&[(
+            "TKR_API_KEYS",
+            r#"[{"key": "env-key-1", "scope": "write", "rate_per_sec": 3}, "env-key-2"]"#,
+        )]),
+        ..Default::default()
+    })
+    .unwrap();
+    let keys = &loaded.config.server.api_keys;
+    assert_eq!(keys[0].scope, Scope::Write);
+    assert_eq!(keys[0].rate_limit().unwrap().burst, 3);
+    assert_eq!(keys[1].scope, Scope::Admin);
+    assert_eq!(keys[1].key.expose(), "env-key-2");
+    // Broken JSON: the message names the variable, not the text.
+    let msg = load_err(ConfigInputs {
+        env: env(&[("TKR_API_KEYS", r#"[{"key": "env-secret", "scope": "read""#)]),
+        ..Default::default()
+    });
+    assert!(
+        msg.contains("TKR_API_KEYS") && msg.contains("JSON"),
+        "{msg}"
+    );
+    assert!(!msg.contains("env-secret"), "{msg}");
+}

@@ -26,13 +26,13 @@ fn close_objects(schema: &mut Value) {
     }
 }
 
-struct Schemas {
+pub(crate) struct Schemas {
     doc: Value,
     components: Value,
 }
 
 impl Schemas {
-    fn new(doc: Value) -> Schemas {
+    pub(crate) fn new(doc: Value) -> Schemas {
         let mut components = doc["components"].clone();
         close_objects(&mut components);
         Schemas { doc, components }
@@ -40,7 +40,7 @@ impl Schemas {
 
     /// Validates `body` against the documented response of (method, path)
     /// for `status` (its exact code, else its class, e.g. `4XX`).
-    fn check(&self, method: &str, path: &str, status: StatusCode, body: &Value) {
+    pub(crate) fn check(&self, method: &str, path: &str, status: StatusCode, body: &Value) {
         let errors = self.errors(method, path, status, body);
         assert!(
             errors.is_empty(),

@@ -21,6 +21,7 @@ mod db_persistence;
 mod db_recall;
 mod engine;
 mod http_api;
+mod http_auth;
 mod http_common;
 mod http_errors;
 mod http_hardening;

@@ -40,7 +40,18 @@ async function errorFrom(response) {
       message = body.error.message;
     }
   } catch (_) { /* not JSON: keep the status line */ }
+  message = keyRefusal(response.status, code, message, response.headers.get("Retry-After"));
   return new ApiError(response.status, code, message);
+}
+
+// A 403 `forbidden` or a 429 is about the key, not what was asked: say so
+// (asking for the key again would not help).
+function keyRefusal(status, code, message, retryAfter) {
+  if (status === 403 && code === "forbidden") return `Not allowed with this API key: ${message}`;
+  if (status === 429) {
+    return `Too many requests with this API key: try again in ${retryAfter || 1} s.`;
+  }
+  return message;
 }
 
 // fetch() with the key; a 401 asks for a key and tries again.
@@ -294,7 +305,9 @@ function upload({ file, collection, progress, status }) {
           progress.value = 1;
           resolve(body);
         } else {
-          reject(new Error(body && body.error ? body.error.message : `${xhr.status} ${xhr.statusText}`));
+          const error = body && body.error ? body.error : { code: "", message: `${xhr.status} ${xhr.statusText}` };
+          reject(new Error(keyRefusal(xhr.status, error.code, error.message,
+            xhr.getResponseHeader("Retry-After"))));
         }
       };
       xhr.onerror = () => reject(new Error("the connection to the server failed"));
