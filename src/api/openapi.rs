@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::routes::{collections, content, documents, embed, search, system};
+use super::routes::{admin, collections, content, documents, embed, search, system};
 
 /// Every (method, path) of the API the router serves, for the listing
 /// tests (the web page's own files, `/` and `/ui/…`, are not API routes).
@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/collections/{collection}/documents/{id}/content"),
     ("get", "/collections/{collection}/documents/{id}/thumbnail"),
     ("post", "/collections/{collection}/search"),
+    ("post", "/admin/backup"),
 ];
 
 #[derive(OpenApi)]
@@ -59,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         content::get_content,
         content::get_thumbnail,
         search::search,
+        admin::backup,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
