@@ -1017,3 +1017,34 @@ fn new_instance_id(dir: &Path) -> [u8; 16] {
     id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     id
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// There is no migration between store formats yet: a database of
+    /// another version is refused by name (see
+    /// `tests/fixtures/format-v1/README.md` for what a bump needs).
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "m", 4, "f32").unwrap();
+        let older = StoreMeta {
+            format_version: FORMAT_VERSION - 1,
+            ..store.meta().clone()
+        };
+        store
+            .meta_tree
+            .insert(KEY_STORE_META, encode(&older).unwrap())
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        match Store::open(dir.path(), "m", 4, "f32") {
+            Err(e @ StoreError::UnsupportedFormat { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("format version {}", FORMAT_VERSION - 1)));
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
+}

@@ -22,6 +22,7 @@ mod db_lexical;
 mod db_persistence;
 mod db_recall;
 mod engine;
+mod format_fixture;
 mod http_api;
 mod http_backup;
 mod http_common;
