@@ -169,6 +169,9 @@ pub struct BackupReport {
     pub bytes: u64,
     /// Keys changed by writers while the backup ran, saved for it.
     pub pre_images: u64,
+    /// How long starting the snapshot held writers off (waiting for the
+    /// transactions in flight, reading the sequence number).
+    pub start_pause: Duration,
     pub elapsed: Duration,
 }
 
@@ -227,10 +230,12 @@ fn backup_store(
 ) -> Result<BackupReport> {
     let started = Instant::now();
     let target = EmptyDir::prepare(dest)?;
+    let pause = Instant::now();
     let snapshot = store.begin_snapshot().map_err(|e| match e {
         StoreError::SnapshotRunning => DbError::Backup(BackupError::Busy),
         other => other.into(),
     })?;
+    let start_pause = pause.elapsed();
     let mut total = 0u64;
     let mut files = Vec::new();
     // Collections at the snapshot, for the manifest: few, kept in memory.
@@ -305,6 +310,7 @@ fn backup_store(
         manifest,
         bytes: total,
         pre_images,
+        start_pause,
         elapsed: started.elapsed(),
     })
 }
