@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::config::{RateLimit, Scope};
+use crate::db::backup::BackupError;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::media::MediaError;
@@ -237,6 +238,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::NoSegment { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "segment_not_found", "")
             }
+            ServiceError::BackupDisabled(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "backup_disabled", "")
+            }
+            ServiceError::OutsideBackupRoot(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "outside_backup_root", "")
+            }
             ServiceError::NoModel
             | ServiceError::Cancelled
             | ServiceError::Worker(_)
@@ -306,6 +313,7 @@ impl From<DbError> for ApiError {
             DbError::Filter(_) => ApiError::bad_request(message).with_code("invalid_filter"),
             DbError::WrongDimension { .. } | DbError::BadInput(_) => ApiError::bad_request(message),
             DbError::Store(store) => store_error(&store, message),
+            DbError::Backup(backup) => backup_error(&backup, message),
             DbError::Index(_) | DbError::Internal(_) => ApiError::internal(message),
         }
     }
@@ -322,11 +330,31 @@ fn store_error(e: &StoreError, message: String) -> ApiError {
         StoreError::IncompatibleModel { .. } | StoreError::UnsupportedFormat { .. } => {
             ApiError::bad_request(message)
         }
+        StoreError::SnapshotRunning => {
+            ApiError::new(StatusCode::CONFLICT, "backup_running", message)
+        }
         StoreError::Sled(_)
         | StoreError::Codec(_)
         | StoreError::IdCollision(_)
         | StoreError::Flush(_)
-        | StoreError::Exhausted(_) => ApiError::internal(message),
+        | StoreError::Exhausted(_)
+        | StoreError::Locked(_)
+        | StoreError::Inconsistent(_) => ApiError::internal(message),
+    }
+}
+
+fn backup_error(e: &BackupError, message: String) -> ApiError {
+    match e {
+        BackupError::Busy => ApiError::new(StatusCode::CONFLICT, "backup_running", message),
+        BackupError::NotEmpty(_) => {
+            ApiError::new(StatusCode::CONFLICT, "backup_dest_not_empty", message)
+        }
+        BackupError::Destination(_)
+        | BackupError::NoDatabase(_)
+        | BackupError::NoManifest(_)
+        | BackupError::Damaged { .. }
+        | BackupError::Unsupported { .. } => ApiError::bad_request(message),
+        BackupError::Io { .. } => ApiError::internal(message),
     }
 }
 

@@ -36,7 +36,7 @@ use crate::db::Db;
 use crate::engine::Engine;
 use crate::service::{Service, ServiceError};
 use error::ApiError;
-use routes::{collections, content, documents, embed, search, system, ui};
+use routes::{admin, collections, content, documents, embed, search, system, ui};
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -126,6 +126,7 @@ pub fn app(state: AppState) -> Router {
             get(content::get_thumbnail),
         )
         .route("/collections/{collection}/search", post(search::search))
+        .route("/admin/backup", post(admin::backup))
         .fallback(system::not_found)
         // Innermost first: body limit, auth, timeout, metrics, JSON errors.
         .layer(DefaultBodyLimit::max(body_limit))
@@ -146,7 +147,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Middleware: a request that takes longer than `server.timeout_secs` is
-/// answered 503 and its handler dropped. Embedding stops there; a file
+/// answered 503 and its handler dropped (not `POST /admin/backup`, whose
+/// time grows with the database). Embedding stops there; a file
 /// ingest on the blocking pool sees the handler's cancel flag and stores
 /// nothing. Only a write already committing (milliseconds) still lands, and
 /// it lands whole (one transaction).
@@ -156,6 +158,9 @@ async fn timeout(
     next: Next,
 ) -> Response {
     use axum::response::IntoResponse;
+    if request.uri().path() == "/admin/backup" {
+        return next.run(request).await;
+    }
     let limit = Duration::from_secs(state.config.server.timeout_secs);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::access::{access, Access};
-use super::routes::{collections, content, documents, embed, search, system};
+use super::routes::{admin, collections, content, documents, embed, search, system};
 use crate::config::ServerConfig;
 
 /// Every (method, path) of the API the router serves, for the listing
@@ -33,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/collections/{collection}/documents/{id}/content"),
     ("get", "/collections/{collection}/documents/{id}/thumbnail"),
     ("post", "/collections/{collection}/search"),
+    ("post", "/admin/backup"),
 ];
 
 #[derive(OpenApi)]
@@ -62,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         content::get_content,
         content::get_thumbnail,
         search::search,
+        admin::backup,
     ),
     modifiers(&BearerAuth, &KeyResponses),
     security(("bearer" = []))

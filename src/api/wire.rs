@@ -399,6 +399,15 @@ pub struct Deleted {
     pub deleted: String,
 }
 
+/// `POST /admin/backup`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// A new (or empty) directory on the server, under `server.backup_root`:
+    /// relative to it, or absolute.
+    pub dest: String,
+}
+
 /// `DELETE /collections/{c}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Dropped {

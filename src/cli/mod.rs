@@ -1,4 +1,5 @@
 //! Command-line interface (clap derive). Doc comments are the help text.
+mod backup_cmd;
 mod config_cmd;
 mod db_cmds;
 mod embed_cmd;
@@ -92,6 +93,11 @@ pub enum Command {
     Stats(db_cmds::JsonFlag),
     /// Rebuild the search index from the stored documents.
     Reindex(db_cmds::ReindexArgs),
+    /// Write a consistent backup of the database into a new directory (of
+    /// a data directory not in use, or through a running server's API).
+    Backup(backup_cmd::BackupArgs),
+    /// Restore a backup into a new, empty data directory (--data-dir).
+    Restore(backup_cmd::RestoreArgs),
     /// Serve the HTTP API (embeddings, collections, documents, search).
     Serve(serve_cmd::ServeArgs),
 }
@@ -167,6 +173,8 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Collections { command } => db_cmds::collections(command, &loaded),
         Command::Stats(args) => db_cmds::stats(args, &loaded),
         Command::Reindex(args) => db_cmds::reindex(args, &loaded),
+        Command::Backup(args) => backup_cmd::backup(args, &loaded),
+        Command::Restore(args) => backup_cmd::restore(args, &loaded),
         Command::Serve(args) => serve_cmd::run(args, &loaded),
         Command::Import(args) => import_cmd::run(args, &loaded),
     }

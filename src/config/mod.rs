@@ -228,6 +228,10 @@ pub struct ServerConfig {
     /// Directory from which API requests may name local files
     /// (`file://` / paths); `null` = no local file access through the API.
     pub file_root: Option<PathBuf>,
+    /// Directory under which `POST /admin/backup` may write backups;
+    /// `null` = no backups through the API (the CLI's offline `backup` is
+    /// not affected).
+    pub backup_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -307,6 +311,7 @@ impl Default for ServerConfig {
             url_max_bytes: 32 * 1024 * 1024,
             url_timeout_secs: 10,
             file_root: None,
+            backup_root: None,
         }
     }
 }

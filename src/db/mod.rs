@@ -18,7 +18,9 @@
 //!
 //! On disk, `dir/` holds `sled/` (the documents: see [`crate::store`]) and
 //! `index/` (checkpoints of the derived HNSW indexes: see
-//! [`crate::index::persist`]).
+//! [`crate::index::persist`]). [`Db::backup`] writes a consistent copy of
+//! the store while writes go on; [`backup::restore`] brings one back (see
+//! [`backup`]).
 //!
 //! Guarantees:
 //! - `insert`, `insert_many` and `delete` return only after their change is
@@ -29,6 +31,7 @@
 //!   matches the store, whatever happened to the checkpoint files.
 //! - Reads through `get` may see a change slightly before its writer is
 //!   acknowledged (sled makes committed transactions readable at once).
+pub mod backup;
 mod embed;
 pub mod files;
 mod recover;
@@ -79,6 +82,8 @@ pub enum DbError {
     Engine(#[from] crate::engine::EngineError),
     #[error(transparent)]
     Media(#[from] crate::media::MediaError),
+    #[error(transparent)]
+    Backup(#[from] backup::BackupError),
 }
 
 impl DbError {
@@ -99,6 +104,7 @@ impl DbError {
             ),
             DbError::Engine(e) => e.is_bad_input(),
             DbError::Media(e) => e.is_bad_input(),
+            DbError::Backup(e) => e.is_bad_input(),
             DbError::Index(_) | DbError::Internal(_) => false,
         }
     }
@@ -330,6 +336,16 @@ pub struct DbStats {
     /// fsyncs performed by group commit since open.
     pub flushes: u64,
     pub size_on_disk: u64,
+}
+
+/// An entry of the change log: which document a sequence number touched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: Seq,
+    /// The collection's name; `None` when it has been dropped since.
+    pub collection: Option<String>,
+    pub id: String,
+    pub deleted: bool,
 }
 
 /// The database. `Send + Sync`: share it through an `Arc`. Dropping it
@@ -597,6 +613,31 @@ impl Db {
             flushes: self.store.flush_count(),
             size_on_disk: store_stats.size_on_disk,
         })
+    }
+
+    /// Up to `limit` entries of the change log after sequence number
+    /// `after`, in order. The log only reaches back to the last checkpoint
+    /// (entries at or below it are trimmed).
+    pub fn changes_after(&self, after: Seq, limit: usize) -> Result<Vec<Change>> {
+        let names: HashMap<u32, String> = self
+            .store
+            .list_collections()?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect();
+        self.store
+            .changes_after(after)
+            .take(limit)
+            .map(|item| {
+                let (seq, change) = item?;
+                Ok(Change {
+                    seq,
+                    collection: names.get(&change.collection_id).cloned(),
+                    id: change.doc_id,
+                    deleted: change.deleted,
+                })
+            })
+            .collect()
     }
 
     /// fsyncs performed by group commit since open.

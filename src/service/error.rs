@@ -39,6 +39,12 @@ pub enum ServiceError {
     /// The document has no such page or video segment to picture.
     #[error("document {id:?} has no {what}")]
     NoSegment { id: String, what: String },
+    /// Backups through the API are off (`server.backup_root` is not set).
+    #[error("{0}")]
+    BackupDisabled(String),
+    /// A backup destination outside `server.backup_root`.
+    #[error("{0}")]
+    OutsideBackupRoot(String),
     /// This service was made without a model.
     #[error("no model is loaded")]
     NoModel,
@@ -92,7 +98,9 @@ impl ServiceError {
             | ServiceError::WrongMedia(_)
             | ServiceError::ContentExternal { .. }
             | ServiceError::NoContent { .. }
-            | ServiceError::NoSegment { .. } => true,
+            | ServiceError::NoSegment { .. }
+            | ServiceError::BackupDisabled(_)
+            | ServiceError::OutsideBackupRoot(_) => true,
             ServiceError::Db(e) => e.is_bad_input(),
             ServiceError::Engine(e) => e.is_bad_input(),
             ServiceError::Media(e) => e.is_bad_input(),

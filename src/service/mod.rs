@@ -10,6 +10,7 @@
 //! stops waiting for the model, and the engine skips work nobody waits for;
 //! database calls and input preparation run on tokio's blocking pool. The
 //! CLI drives them with a small runtime ([`block_on`]).
+mod backup;
 mod documents;
 mod embed;
 mod error;
@@ -83,6 +84,8 @@ pub struct Service {
     images: ImageSources,
     model_name: String,
     thumbnails: thumbnails::ThumbnailCache,
+    /// `server.backup_root`: where API backups may go.
+    backup_root: Option<std::path::PathBuf>,
 }
 
 impl Service {
@@ -99,6 +102,7 @@ impl Service {
             engine,
             model_name,
             thumbnails: thumbnails::ThumbnailCache::new(thumbnails::CACHE_BYTES),
+            backup_root: config.server.backup_root.clone(),
         })
     }
 

@@ -328,6 +328,71 @@ pub struct VideoEmbeddings {
     pub pooling: Option<String>,
 }
 
+/// A finished backup.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+pub struct BackupView {
+    /// The backup directory.
+    pub dest: String,
+    /// The backup is the database exactly as it was at this sequence number.
+    pub seq: u64,
+    /// Live documents at `seq`.
+    pub documents: u64,
+    /// Collections at `seq`.
+    pub collections: usize,
+    /// Files written besides `manifest.json`.
+    pub files: usize,
+    /// Bytes written, the manifest included.
+    pub bytes: u64,
+    /// Keys writers changed while the backup ran (their earlier values were
+    /// saved for it).
+    pub pre_images: u64,
+    pub elapsed_ms: u64,
+}
+
+impl From<&crate::db::backup::BackupReport> for BackupView {
+    fn from(r: &crate::db::backup::BackupReport) -> BackupView {
+        BackupView {
+            dest: r.dest.display().to_string(),
+            seq: r.manifest.seq,
+            documents: r.manifest.documents,
+            collections: r.manifest.collections.len(),
+            files: r.manifest.files.len(),
+            bytes: r.bytes,
+            pre_images: r.pre_images,
+            elapsed_ms: r.elapsed.as_millis() as u64,
+        }
+    }
+}
+
+/// A finished restore (CLI `restore`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreView {
+    pub data_dir: String,
+    /// The restored database stands at this sequence number.
+    pub seq: u64,
+    pub documents: u64,
+    pub collections: usize,
+    pub blobs: u64,
+    pub model_id: String,
+    pub dim: u32,
+    pub elapsed_ms: u64,
+}
+
+impl From<&crate::db::backup::RestoreReport> for RestoreView {
+    fn from(r: &crate::db::backup::RestoreReport) -> RestoreView {
+        RestoreView {
+            data_dir: r.data_dir.display().to_string(),
+            seq: r.manifest.seq,
+            documents: r.documents,
+            collections: r.manifest.collections.len(),
+            blobs: r.blobs,
+            model_id: r.manifest.model_id.clone(),
+            dim: r.manifest.dim,
+            elapsed_ms: r.elapsed.as_millis() as u64,
+        }
+    }
+}
+
 /// Figures of one collection in [`StatsView`].
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionStatsView {

@@ -15,6 +15,7 @@
 //! | `blobs`       | blake3 hash of the bytes (32 bytes)   | the bytes                               |
 //! | `blob_refs`   | blake3 hash                           | reference count (u64)                   |
 //! | `changes`     | sequence number (u64)                 | [`ChangeRecord`]: which document changed |
+//! | `snapshot_pre`| tree tag (u8) + key of another tree   | that key's value when a running snapshot began ([`snapshot`]) |
 //!
 //! Every document write or delete is one sled transaction across these trees
 //! (record, vectors, blob references, change log entry, sequence number,
@@ -30,12 +31,13 @@
 //! values over ~128 KiB (large content bytes) in separate files under
 //! `blobs/`, which sled never syncs.
 pub mod codec;
+pub mod snapshot;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
@@ -56,6 +58,8 @@ const KEY_SEQ: &[u8] = b"seq";
 const KEY_NEXT_COLLECTION: &[u8] = b"next_collection_id";
 const KEY_CHANGES_TRIMMED: &[u8] = b"changes_trimmed_upto";
 const DROPPED_PREFIX: &[u8] = b"dropped/";
+/// The tree of a running snapshot's pre-images.
+const SNAPSHOT_PRE_TREE: &str = "snapshot_pre";
 /// sled 0.34's log file in its directory (`Config::db_path`).
 const SLED_LOG_FILE: &str = "db";
 /// Documents removed per transaction while sweeping a dropped collection.
@@ -96,6 +100,12 @@ pub enum StoreError {
     Flush(String),
     #[error("no more {0} available")]
     Exhausted(&'static str),
+    #[error("the database in {0} is in use by another process (a running server?)")]
+    Locked(PathBuf),
+    #[error("a backup of this database is already running")]
+    SnapshotRunning,
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -236,15 +246,57 @@ impl Drop for WriteIntent<'_> {
     }
 }
 
+/// A tree inside a transaction. While a snapshot runs (see [`snapshot`]),
+/// the first change to each key after the snapshot began saves the key's
+/// previous value (or its absence) in `snapshot_pre`, in the same
+/// transaction, so the snapshot can still read the database as it was.
+struct TxTree<'a> {
+    tree: &'a TransactionalTree,
+    /// Tag of the tree in `snapshot_pre`; `None`: not part of snapshots.
+    tag: Option<u8>,
+    /// `snapshot_pre` while a snapshot runs.
+    pre: Option<&'a TransactionalTree>,
+}
+
+impl TxTree<'_> {
+    fn get(&self, key: &[u8]) -> TxResult<Option<sled::IVec>> {
+        Ok(self.tree.get(key)?)
+    }
+
+    fn insert(&self, key: &[u8], value: impl Into<sled::IVec>) -> TxResult<()> {
+        let old = self.tree.insert(key, value.into())?;
+        self.keep_pre_image(key, old.as_deref())
+    }
+
+    fn remove(&self, key: &[u8]) -> TxResult<Option<sled::IVec>> {
+        let old = self.tree.remove(key)?;
+        self.keep_pre_image(key, old.as_deref())?;
+        Ok(old)
+    }
+
+    /// Saves `old` as the key's value at the snapshot, unless an earlier
+    /// change since the snapshot began saved it already.
+    fn keep_pre_image(&self, key: &[u8], old: Option<&[u8]>) -> TxResult<()> {
+        let (Some(tag), Some(pre)) = (self.tag, self.pre) else {
+            return Ok(());
+        };
+        let pre_key = snapshot::pre_key(tag, key);
+        if pre.get(&pre_key)?.is_none() {
+            pre.insert(pre_key, snapshot::encode_pre_image(old))?;
+        }
+        Ok(())
+    }
+}
+
 /// Transactional views of every tree, handed to write closures.
 struct Tx<'a> {
-    meta: &'a TransactionalTree,
-    collections: &'a TransactionalTree,
-    docs: &'a TransactionalTree,
-    vectors: &'a TransactionalTree,
-    blobs: &'a TransactionalTree,
-    blob_refs: &'a TransactionalTree,
-    changes: &'a TransactionalTree,
+    meta: TxTree<'a>,
+    collections: TxTree<'a>,
+    docs: TxTree<'a>,
+    vectors: TxTree<'a>,
+    blobs: TxTree<'a>,
+    blob_refs: TxTree<'a>,
+    changes: TxTree<'a>,
 }
 
 impl Tx<'_> {
@@ -330,6 +382,11 @@ pub struct Store {
     blobs: sled::Tree,
     blob_refs: sled::Tree,
     changes: sled::Tree,
+    /// Pre-images for a running snapshot (see [`snapshot`]).
+    snapshot_pre: sled::Tree,
+    /// A snapshot is running: transactions save pre-images. Transactions
+    /// hold it shared; a snapshot's start and end take it exclusively.
+    snapshot_running: RwLock<bool>,
     meta: StoreMeta,
     group: GroupFlush,
     /// sled's log file, for the `fdatasync` that sled's flush leaves out.
@@ -349,6 +406,11 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
                     && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                return Err(StoreError::Locked(
+                    dir.parent().unwrap_or(dir).to_path_buf(),
+                ));
             }
             other => return Ok(other?),
         }
@@ -372,6 +434,7 @@ impl Store {
             tree("blobs")?,
             tree("blob_refs")?,
             tree("changes")?,
+            tree(SNAPSHOT_PRE_TREE)?,
         );
         let meta = match store_trees.0.get(KEY_STORE_META)? {
             Some(bytes) => {
@@ -393,7 +456,10 @@ impl Store {
                 meta
             }
         };
-        let (meta_tree, collections, docs, vectors, blobs, blob_refs, changes) = store_trees;
+        let (meta_tree, collections, docs, vectors, blobs, blob_refs, changes, snapshot_pre) =
+            store_trees;
+        // Pre-images of a snapshot that did not finish (the process ended).
+        snapshot_pre.clear()?;
         let log_file = File::open(dir.join(SLED_LOG_FILE)).map_err(|e| {
             StoreError::Flush(format!(
                 "opening {}: {e}",
@@ -414,6 +480,8 @@ impl Store {
             blobs,
             blob_refs,
             changes,
+            snapshot_pre,
+            snapshot_running: RwLock::new(false),
             meta,
             group: GroupFlush::default(),
             log_file,
@@ -442,6 +510,9 @@ impl Store {
     }
 
     fn transaction<A>(&self, f: impl Fn(&Tx) -> TxResult<A>) -> Result<A, StoreError> {
+        // Held for the whole transaction: a snapshot starts (or ends) only
+        // between transactions, never during one.
+        let snapshot_running = self.snapshot_running.read();
         let trees = (
             &self.meta_tree,
             &self.collections,
@@ -450,18 +521,26 @@ impl Store {
             &self.blobs,
             &self.blob_refs,
             &self.changes,
+            &self.snapshot_pre,
         );
         trees
             .transaction(
-                |(meta, collections, docs, vectors, blobs, blob_refs, changes)| {
+                |(meta, collections, docs, vectors, blobs, blob_refs, changes, pre)| {
+                    let pre = snapshot_running.then_some(pre);
+                    let tree = |tree, which: Option<snapshot::SnapshotTree>| TxTree {
+                        tree,
+                        tag: which.map(snapshot::SnapshotTree::tag),
+                        pre,
+                    };
+                    use snapshot::SnapshotTree as T;
                     f(&Tx {
-                        meta,
-                        collections,
-                        docs,
-                        vectors,
-                        blobs,
-                        blob_refs,
-                        changes,
+                        meta: tree(meta, Some(T::Meta)),
+                        collections: tree(collections, Some(T::Collections)),
+                        docs: tree(docs, Some(T::Docs)),
+                        vectors: tree(vectors, Some(T::Vectors)),
+                        blobs: tree(blobs, Some(T::Blobs)),
+                        blob_refs: tree(blob_refs, Some(T::BlobRefs)),
+                        changes: tree(changes, None),
                     })
                 },
             )
@@ -561,7 +640,7 @@ impl Store {
             };
             let record = decode_collection(&bytes).map_err(abort)?;
             tx.meta
-                .insert(dropped_key(record.id), record.name.as_bytes())?;
+                .insert(&dropped_key(record.id), record.name.as_bytes())?;
             Ok(Some(record))
         })?;
         if let Some(record) = &dropped {
@@ -591,8 +670,11 @@ impl Store {
                 Ok(())
             })?;
         }
-        self.meta_tree.remove(dropped_key(collection_id))?;
-        Ok(())
+        // In a transaction, like every change a snapshot must see.
+        self.transaction(|tx| {
+            tx.meta.remove(&dropped_key(collection_id))?;
+            Ok(())
+        })
     }
 
     fn finish_pending_drops(&self) -> Result<(), StoreError> {
@@ -934,4 +1016,35 @@ fn new_instance_id(dir: &Path) -> [u8; 16] {
     let mut id = [0u8; 16];
     id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// There is no migration between store formats yet: a database of
+    /// another version is refused by name (see
+    /// `tests/fixtures/format-v1/README.md` for what a bump needs).
+    #[test]
+    fn another_format_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "m", 4, "f32").unwrap();
+        let older = StoreMeta {
+            format_version: FORMAT_VERSION - 1,
+            ..store.meta().clone()
+        };
+        store
+            .meta_tree
+            .insert(KEY_STORE_META, encode(&older).unwrap())
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        match Store::open(dir.path(), "m", 4, "f32") {
+            Err(e @ StoreError::UnsupportedFormat { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&format!("format version {}", FORMAT_VERSION - 1)));
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    }
 }

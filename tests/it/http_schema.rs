@@ -83,6 +83,8 @@ fn every_route_answers_as_its_schema_says() {
     let mut config = test_config();
     config.processing.max_video_frames = 2;
     config.processing.pdf_render_max_side = 100;
+    let backups = tempfile::tempdir().unwrap();
+    config.server.backup_root = Some(backups.path().to_owned());
     let s = TestServer::with_config(config);
     let schemas = Schemas::new(s.get("/openapi.json").json);
     let checked = std::cell::RefCell::new(std::collections::BTreeSet::new());
@@ -314,6 +316,21 @@ fn every_route_answers_as_its_schema_says() {
         search,
         &s.post_json("/collections/nope/search", &json!({"text": "x"})),
     );
+
+    // A backup, a used destination, one outside the root, a bad body.
+    let backup = "/admin/backup";
+    let r = s.post_json(backup, &json!({"dest": "b"}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    check("post", backup, &r);
+    for (body, status) in [
+        (json!({"dest": "b"}), StatusCode::CONFLICT),
+        (json!({"dest": "/"}), StatusCode::FORBIDDEN),
+        (json!({}), StatusCode::BAD_REQUEST),
+    ] {
+        let r = s.post_json(backup, &body);
+        assert_eq!(r.status, status, "{body}: {}", r.json);
+        check("post", backup, &r);
+    }
 
     // Deletes, last.
     check("delete", doc, &s.delete("/collections/c/documents/t"));

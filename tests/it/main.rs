@@ -4,11 +4,13 @@
 //! that drives MLX holds [`mlx_lock`] for its whole duration.
 mod blas_kernels;
 mod cli;
+mod cli_backup;
 mod cli_db;
 mod cli_import;
 mod cli_logging;
 mod config;
 mod db_api;
+mod db_backup;
 mod db_blobs;
 mod db_common;
 mod db_compressed;
@@ -20,8 +22,10 @@ mod db_lexical;
 mod db_persistence;
 mod db_recall;
 mod engine;
+mod format_fixture;
 mod http_api;
 mod http_auth;
+mod http_backup;
 mod http_common;
 mod http_errors;
 mod http_hardening;
