@@ -20,6 +20,7 @@ mod db_lexical;
 mod db_persistence;
 mod db_recall;
 mod engine;
+mod fuzz_corpus;
 mod http_api;
 mod http_common;
 mod http_errors;
