@@ -73,7 +73,7 @@ fn decode_and_preprocess(bytes: &[u8]) {
     let (new_w, new_h) = input.resized_wh;
     assert_eq!(t, 1);
     assert_eq!((grid_h * PATCH_SIZE, grid_w * PATCH_SIZE), (new_h, new_w));
-    assert!(grid_h % MERGE_SIZE == 0 && grid_w % MERGE_SIZE == 0);
+    assert!(grid_h.is_multiple_of(MERGE_SIZE) && grid_w.is_multiple_of(MERGE_SIZE));
     assert_eq!(input.pixel_values.len(), input.num_patches() * PATCH_DIM);
     assert!(
         u64::from(new_w) * u64::from(new_h) <= 2 * DEFAULT_MAX_PIXELS,

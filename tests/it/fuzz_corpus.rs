@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use crate::mlx_lock;
 
 #[path = "../../fuzz/harness/mod.rs"]
-#[allow(dead_code)]
 mod harness;
 
 /// Every committed input of a target, corpus and regressions, sorted.
