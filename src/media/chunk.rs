@@ -26,8 +26,11 @@ pub struct Chunk {
 /// may split one character (an emoji, a CJK ideograph) over several tokens;
 /// windows never end or start inside such a character, so a window boundary
 /// can move back by up to three tokens (the chunk is then shorter, and the
-/// overlap with the next one slightly larger). Whitespace-only windows are
-/// dropped; empty or whitespace-only text gives no chunks.
+/// overlap with the next one slightly larger). Bytes that no token's offsets
+/// cover (a combining mark that the tokenizer's NFC normaliser composed
+/// with the character before it: the composed character's offsets cover
+/// only its base) belong to the chunk before them. Whitespace-only windows
+/// are dropped; empty or whitespace-only text gives no chunks.
 pub fn chunk_text(
     tokenizer: &Tokenizer,
     text: &str,
@@ -50,7 +53,11 @@ pub fn chunk_text(
     let windows = token_windows(offsets, chunk_tokens, overlap_tokens);
     Ok(windows
         .into_iter()
-        .filter_map(|(first, end)| chunk_of(text, &offsets[first..end]))
+        .filter_map(|(first, end)| {
+            // Where the tokens after the window begin (the text's end after the last).
+            let next = offsets.get(end).map_or(text.len(), |t| t.0);
+            chunk_of(text, &offsets[first..end], next)
+        })
         .collect())
 }
 
@@ -106,13 +113,19 @@ fn starts_char(offsets: &[(usize, usize)], i: usize) -> bool {
 }
 
 /// The chunk spanned by a window's tokens, or `None` if it is only
-/// whitespace. Offsets are widened to char boundaries defensively: they
-/// come from the tokenizer and a misaligned slice would panic.
-fn chunk_of(text: &str, tokens: &[(usize, usize)]) -> Option<Chunk> {
+/// whitespace. Bytes up to `next` (where the following tokens begin) that
+/// no token covers are part of it, but for trailing whitespace. Offsets
+/// are widened to char boundaries defensively: they come from the
+/// tokenizer and a misaligned slice would panic.
+fn chunk_of(text: &str, tokens: &[(usize, usize)], next: usize) -> Option<Chunk> {
     let start = tokens.iter().map(|t| t.0).min()?;
     let end = tokens.iter().map(|t| t.1).max()?;
     let start = floor_char_boundary(text, start.min(text.len()));
-    let end = ceil_char_boundary(text, end.min(text.len()));
+    let mut end = ceil_char_boundary(text, end.min(text.len()));
+    let next = floor_char_boundary(text, next.min(text.len()));
+    if let Some(uncovered) = text.get(end..next) {
+        end += uncovered.trim_end().len();
+    }
     let slice = text.get(start..end)?;
     if slice.trim().is_empty() {
         return None;

@@ -23,6 +23,7 @@ mod db_persistence;
 mod db_recall;
 mod engine;
 mod format_fixture;
+mod fuzz_corpus;
 mod http_api;
 mod http_auth;
 mod http_backup;

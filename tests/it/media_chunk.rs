@@ -130,3 +130,19 @@ fn bad_sizes_are_rejected() {
         assert!(!err.is_bad_input());
     }
 }
+
+/// The tokenizer normalises to NFC: `e` + U+0301 becomes one `é` whose
+/// offsets cover only the `e`. The accent still belongs to a chunk, at a
+/// chunk boundary and at the end of the text (found by the `chunk_text`
+/// fuzz target; regressions in fuzz/regressions/chunk_text/).
+#[test]
+fn a_decomposed_accent_stays_with_its_letter() {
+    let tok = tokenizer();
+    let text = "un cafe\u{301}";
+    let chunks = chunk_text(&tok, text, 8, 2).unwrap();
+    assert_eq!(chunks.last().unwrap().end, text.len());
+    let text = "e\u{301} x";
+    let chunks = chunk_text(&tok, text, 1, 0).unwrap();
+    assert_eq!(chunks[0].text, "e\u{301}");
+    assert!(chunks.iter().all(|c| !c.text.starts_with('\u{301}')));
+}
