@@ -82,6 +82,17 @@ pub fn backup(args: BackupArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `/admin/backup` needs an admin-scoped key: the first one the config lists.
+fn admin_key_from_config(loaded: &ConfigSources) -> Option<String> {
+    loaded
+        .config
+        .server
+        .api_keys
+        .iter()
+        .find(|k| k.scope == crate::config::Scope::Admin)
+        .map(|k| k.key.expose().to_owned())
+}
+
 fn backup_through_server(
     url: &str,
     args: &BackupArgs,
@@ -91,7 +102,7 @@ fn backup_through_server(
     let key = args
         .api_key
         .clone()
-        .or_else(|| loaded.config.server.api_keys.first().cloned());
+        .or_else(|| admin_key_from_config(loaded));
     let dest = args.dest.display().to_string();
     let (status, body) = crate::service::block_on(async {
         let mut request = reqwest::Client::new()

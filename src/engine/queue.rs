@@ -134,7 +134,9 @@ mod tests {
         for i in 0..5 {
             assert!(queue.push(format!("bulk {i}"), Priority::Bulk).is_ok());
         }
-        assert!(queue.push("query".to_owned(), Priority::Interactive).is_ok());
+        assert!(queue
+            .push("query".to_owned(), Priority::Interactive)
+            .is_ok());
         assert_eq!(queue.pop().as_deref(), Some("query"));
         assert_eq!(queue.pop().as_deref(), Some("bulk 0"));
     }
@@ -144,7 +146,10 @@ mod tests {
         let queue = JobQueue::new(2);
         assert!(queue.push(1, Priority::Bulk).is_ok());
         assert!(queue.push(2, Priority::Bulk).is_ok());
-        assert!(matches!(queue.push(3, Priority::Bulk), Err(PushError::Full(3))));
+        assert!(matches!(
+            queue.push(3, Priority::Bulk),
+            Err(PushError::Full(3))
+        ));
         // A full bulk lane does not refuse a query.
         assert!(queue.push(4, Priority::Interactive).is_ok());
     }

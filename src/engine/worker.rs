@@ -2,8 +2,8 @@
 //! runs them until the queue closes.
 use std::{
     sync::{atomic::Ordering, mpsc, Arc},
-    time::Instant,
     thread,
+    time::Instant,
 };
 
 use super::{queue::JobQueue, EngineConfig, EngineError, EngineInfo, EngineStats, Job};
@@ -72,12 +72,7 @@ fn load(config: &EngineConfig) -> Result<(Embedder, EngineInfo), EngineError> {
     Ok((embedder, info))
 }
 
-fn serve(
-    embedder: &Embedder,
-    jobs: &JobQueue<Job>,
-    config: &EngineConfig,
-    stats: &EngineStats,
-) {
+fn serve(embedder: &Embedder, jobs: &JobQueue<Job>, config: &EngineConfig, stats: &EngineStats) {
     let mut carried: Option<Job> = None;
     loop {
         let first = match carried.take() {

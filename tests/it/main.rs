@@ -28,6 +28,7 @@ mod http_api;
 mod http_auth;
 mod http_backup;
 mod http_common;
+mod http_crash_loop;
 mod http_errors;
 mod http_hardening;
 mod http_media;
