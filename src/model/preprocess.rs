@@ -16,7 +16,7 @@ use std::io::Cursor;
 
 use image::error::{ImageFormatHint, UnsupportedErrorKind};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
 
 /// Side of a square vision patch, in pixels.
 pub const PATCH_SIZE: u32 = 14;
@@ -513,9 +513,17 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, Preproces
     if bytes.is_empty() {
         return Err(PreprocessError::EmptyInput);
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| PreprocessError::Decode(e.to_string()))?;
+    // The pixel limit below checks the declared size only; a decoder's own buffers (a GIF
+    // frame larger than its logical screen) are bounded here, by what `max_pixels` pixels
+    // take at 16 bytes each (RGBA f32), never above the `image` crate's default.
+    let mut limits = Limits::default();
+    limits.max_alloc = limits
+        .max_alloc
+        .map(|default| default.min(max_pixels.saturating_mul(16)));
+    reader.limits(limits);
     let Some(format) = reader.format() else {
         return Err(PreprocessError::UnknownFormat);
     };
