@@ -26,15 +26,18 @@ pub enum Modality {
     Document,
     /// Text and image embedded together.
     Fused,
+    /// A vector given by the caller, with no content the model saw.
+    Vector,
 }
 
 impl Modality {
-    pub const ALL: [Modality; 5] = [
+    pub const ALL: [Modality; 6] = [
         Modality::Text,
         Modality::Image,
         Modality::Video,
         Modality::Document,
         Modality::Fused,
+        Modality::Vector,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl Modality {
             Modality::Video => "video",
             Modality::Document => "document",
             Modality::Fused => "fused",
+            Modality::Vector => "vector",
         }
     }
 }
@@ -62,7 +66,7 @@ impl FromStr for Modality {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown modality {s:?} (expected text, image, video, document or fused)")
+                format!("unknown modality {s:?} (expected text, image, video, document, fused or vector)")
             })
     }
 }

@@ -465,4 +465,5 @@ pub struct InfoLimits {
     pub max_image_pixels: u64,
     pub max_inputs_per_request: usize,
     pub max_k: usize,
+    pub max_document_text_bytes: u64,
 }

@@ -177,6 +177,10 @@ pub struct ProcessingConfig {
     pub chunk_tokens: usize,
     /// Tokens shared by consecutive chunks.
     pub chunk_overlap_tokens: usize,
+    /// Most bytes of text one document may have (a `text` field, a text,
+    /// Markdown or HTML file after extraction, a PDF's text); larger ones are
+    /// refused (HTTP 413) before any tokenizing or embedding.
+    pub max_document_text_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -285,6 +289,7 @@ impl Default for ProcessingConfig {
             media_timeout_secs: 60,
             chunk_tokens: 512,
             chunk_overlap_tokens: 64,
+            max_document_text_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -421,6 +426,10 @@ impl Config {
                 u64::from(p.pdf_render_max_side),
             ),
             ("processing.media_timeout_secs", p.media_timeout_secs),
+            (
+                "processing.max_document_text_bytes",
+                p.max_document_text_bytes,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(field, "must be at least 1"));

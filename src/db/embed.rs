@@ -51,8 +51,8 @@ impl ContentDocument {
         let has_images = !self.images.is_empty();
         let modality = match content_modality(self.text.is_some(), has_images) {
             Some(m) => m,
-            // A bare vector counts as text, like a text-only document.
-            None if self.vector.is_some() => Modality::Text,
+            // A bare vector: nothing the model saw.
+            None if self.vector.is_some() => Modality::Vector,
             None => {
                 return Err(DbError::BadInput(
                     "a document needs `text`, `image` or `vector`".into(),

@@ -30,6 +30,8 @@ pub struct IngestOptions {
     pub pdf: PdfLimits,
     pub chunk_tokens: usize,
     pub chunk_overlap_tokens: usize,
+    /// `processing.max_document_text_bytes`.
+    pub max_text_bytes: u64,
     /// Files larger than this are referenced by path instead of copied into
     /// the database (`None`: always copied). Only for files that stay where
     /// they are (CLI import), never for uploads.
@@ -55,6 +57,7 @@ impl IngestOptions {
             },
             chunk_tokens: p.chunk_tokens,
             chunk_overlap_tokens: p.chunk_overlap_tokens,
+            max_text_bytes: p.max_document_text_bytes,
             reference_above_bytes: None,
         }
     }
@@ -369,6 +372,7 @@ fn embed_pdf(
         page_starts.push(text.len());
         text.push_str(page.text.trim_end());
     }
+    check_text_size(path, text.len() as u64, options)?;
     let chunks = chunk_text(
         engine.tokenizer(),
         &text,
@@ -419,6 +423,20 @@ fn embed_pdf(
     Ok((document, summary))
 }
 
+/// Refuses a document whose text has more than
+/// `processing.max_document_text_bytes` bytes.
+fn check_text_size(path: &Path, bytes: u64, options: &IngestOptions) -> Result<()> {
+    if bytes > options.max_text_bytes {
+        return Err(media_error(MediaError::TooLarge {
+            path: path.to_owned(),
+            what: "its text in bytes (processing.max_document_text_bytes)",
+            actual: bytes,
+            limit: options.max_text_bytes,
+        }));
+    }
+    Ok(())
+}
+
 fn embed_text_file(
     engine: &Engine,
     path: &Path,
@@ -426,6 +444,11 @@ fn embed_text_file(
     options: &IngestOptions,
     progress: Progress<'_>,
 ) -> Result<Embedded> {
+    if kind != MediaKind::Html {
+        // Plain text is its own document text: refuse it before reading it.
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        check_text_size(path, size, options)?;
+    }
     let bytes = read(path)?;
     let raw = String::from_utf8(bytes).map_err(|e| {
         media_error(MediaError::Unsupported {
@@ -437,6 +460,7 @@ fn embed_text_file(
         MediaKind::Html => crate::media::html::html_to_text(&raw),
         _ => raw.clone(),
     };
+    check_text_size(path, text.len() as u64, options)?;
     let (document, chunks) = embed_long_text(engine, &text, options, progress)?;
     let summary = json!({
         "kind": match kind { MediaKind::Html => "html", MediaKind::Markdown => "markdown", _ => "text" },

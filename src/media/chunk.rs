@@ -46,10 +46,8 @@ pub fn chunk_text(
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let encoding = tokenizer
-        .encode(text, false)
-        .map_err(|e| MediaError::Tokenizer(e.to_string()))?;
-    let offsets = encoding.get_offsets();
+    let offsets = token_offsets(tokenizer, text)?;
+    let offsets = offsets.as_slice();
     let windows = token_windows(offsets, chunk_tokens, overlap_tokens);
     Ok(windows
         .into_iter()
@@ -59,6 +57,50 @@ pub fn chunk_text(
             chunk_of(text, &offsets[first..end], next)
         })
         .collect())
+}
+
+/// Bytes of text handed to the tokenizer at once when a long text is
+/// tokenized piece by piece.
+const PIECE_BYTES: usize = 64 * 1024;
+
+/// The byte offsets of `text`'s tokens (encoded without special tokens),
+/// exactly as one `encode` of the whole text gives them, but tokenized in
+/// pieces of about 64 KB cut at [`piece_boundary`]: the tokenizer's
+/// `Encoding` of a whole text holds every token's string and several
+/// per-token arrays, gigabytes for tens of megabytes of text; this keeps
+/// only the offsets.
+pub fn token_offsets(tokenizer: &Tokenizer, text: &str) -> Result<Vec<(usize, usize)>> {
+    let mut offsets = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = piece_boundary(text, start + PIECE_BYTES).unwrap_or(text.len());
+        let encoding = tokenizer
+            .encode(&text[start..end], false)
+            .map_err(|e| MediaError::Tokenizer(e.to_string()))?;
+        offsets.extend(
+            encoding
+                .get_offsets()
+                .iter()
+                .map(|&(s, e)| (s + start, e + start)),
+        );
+        start = end;
+    }
+    Ok(offsets)
+}
+
+/// The first byte offset at or after `at` where `text` can be cut without
+/// changing how a Qwen2 tokenizer splits it: a space preceded by a printable
+/// ASCII character and followed by an ASCII letter. The pre-tokenizer's
+/// pattern never lets a piece run from a non-space character into a space
+/// after it, so a piece starts at that space with or without the cut (the
+/// space joins the letters after it as one piece, ` word`), BPE never merges
+/// across pieces, and NFC composes nothing across a space. `None` when
+/// there is no such place (then the text is tokenized whole).
+pub fn piece_boundary(text: &str, at: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (at.max(1)..bytes.len().saturating_sub(1)).find(|&i| {
+        bytes[i] == b' ' && bytes[i - 1].is_ascii_graphic() && bytes[i + 1].is_ascii_alphabetic()
+    })
 }
 
 /// Token windows `[first, end)` of at most `size` tokens whose boundaries
@@ -158,6 +200,74 @@ mod tests {
     /// One token per byte of "ab" then a 3-token character, then "c".
     fn offsets() -> Vec<(usize, usize)> {
         vec![(0, 1), (1, 2), (2, 6), (2, 6), (2, 6), (6, 7)]
+    }
+
+    fn tiny_tokenizer() -> Tokenizer {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/qwen2vl-tiny/model/tokenizer.json"
+        );
+        Tokenizer::from_file(path).unwrap()
+    }
+
+    /// Text with every kind of place a cut could land: runs of spaces,
+    /// newlines, punctuation, contractions, digits, CJK, emoji, a combining
+    /// mark after a space, and a special token's text.
+    fn mixed_text(repeats: usize) -> String {
+        let parts = [
+            "The quick brown fox's den",
+            "  double  spaced\n\n  text ",
+            "(quoted) \"words\", and: more;",
+            "3.14159 numbers 2026-12-05 x",
+            "日本語のテキスト 中文 한국어",
+            "emoji 🦀🎉 e\u{301}t\u{e9} \u{301}a",
+            "tabs\tand\r\nCRLF <|im_end|> after",
+        ];
+        let mut text = String::new();
+        for i in 0..repeats {
+            text.push_str(parts[i % parts.len()]);
+            text.push(if i % 3 == 0 { '\n' } else { ' ' });
+        }
+        text
+    }
+
+    #[test]
+    fn piecewise_offsets_equal_whole_text_tokenization() {
+        let tokenizer = tiny_tokenizer();
+        // Several pieces of PIECE_BYTES.
+        let text = mixed_text(12_000);
+        assert!(text.len() > 4 * PIECE_BYTES);
+        let whole = tokenizer.encode(text.as_str(), false).unwrap();
+        let pieces = token_offsets(&tokenizer, &text).unwrap();
+        assert_eq!(pieces, whole.get_offsets());
+        // And every boundary on its own cuts cleanly.
+        let mut at = 0;
+        let mut checked = 0;
+        while let Some(cut) = piece_boundary(&text[..20_000], at + 1) {
+            let head = tokenizer.encode(&text[..cut], false).unwrap();
+            let tail = tokenizer.encode(&text[cut..20_000], false).unwrap();
+            let joined: Vec<u32> = head
+                .get_ids()
+                .iter()
+                .chain(tail.get_ids())
+                .copied()
+                .collect();
+            let whole = tokenizer.encode(&text[..20_000], false).unwrap();
+            assert_eq!(joined, whole.get_ids(), "cut at {cut}");
+            at = cut + 997;
+            checked += 1;
+        }
+        assert!(checked > 10);
+    }
+
+    #[test]
+    fn no_boundary_without_a_space_before_a_letter() {
+        assert_eq!(piece_boundary("aaaa", 0), None);
+        assert_eq!(piece_boundary("a  b", 0), None);
+        assert_eq!(piece_boundary("ab cd", 0), Some(2));
+        assert_eq!(piece_boundary("ab cd", 3), None);
+        assert_eq!(piece_boundary("a 1 b", 0), Some(3));
+        assert_eq!(piece_boundary("日 b", 0), None);
     }
 
     #[test]

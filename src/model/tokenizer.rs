@@ -9,6 +9,7 @@ use std::path::Path;
 use tokenizers::Tokenizer;
 
 use super::ModelError;
+use crate::media::chunk::piece_boundary;
 
 const IMAGE_PLACEHOLDER: &str = "<|vision_start|><|image_pad|><|vision_end|>";
 
@@ -59,6 +60,13 @@ impl PromptTokenizer {
     /// becomes. When the prompt exceeds `max_len`, the user's text is cut
     /// (from the end); image tokens are never cut — if they alone exceed the
     /// limit, that is an error.
+    ///
+    /// A long text is tokenized from a prefix only: a prefix cut where
+    /// tokenization does not change ([`piece_boundary`]) has the same first
+    /// tokens as the whole text, so once the prefix alone has to be cut to
+    /// fit, the result is exact. The prefix starts at 8 bytes per token of
+    /// `max_len` and doubles until that holds (megabytes of text would
+    /// otherwise be tokenized in full to keep a few thousand tokens).
     pub fn encode(
         &self,
         instruction: &str,
@@ -66,6 +74,31 @@ impl PromptTokenizer {
         image_tokens: &[usize],
         max_len: usize,
     ) -> Result<Vec<u32>, ModelError> {
+        let mut prefix_bytes = max_len.saturating_mul(8).max(4096);
+        loop {
+            let Some(cut) = piece_boundary(text, prefix_bytes) else {
+                return Ok(self
+                    .encode_prompt(instruction, text, image_tokens, max_len)?
+                    .0);
+            };
+            let (ids, dropped) =
+                self.encode_prompt(instruction, &text[..cut], image_tokens, max_len)?;
+            if dropped > 0 {
+                return Ok(ids);
+            }
+            prefix_bytes = prefix_bytes.saturating_mul(2);
+        }
+    }
+
+    /// [`Self::encode`] of the whole `text`, and how many of its tokens were
+    /// cut to fit `max_len`.
+    fn encode_prompt(
+        &self,
+        instruction: &str,
+        text: &str,
+        image_tokens: &[usize],
+        max_len: usize,
+    ) -> Result<(Vec<u32>, usize), ModelError> {
         let (prompt, text_range) = build_prompt(instruction, image_tokens.len(), text);
         let encoding = self
             .inner
@@ -82,6 +115,7 @@ impl PromptTokenizer {
             .collect();
         let text_tokens = in_text.iter().filter(|&&t| t).count();
         let mut drop = expanded_len.saturating_sub(max_len);
+        let dropped = drop;
         if drop > text_tokens {
             return Err(ModelError::TooLong {
                 needed: expanded_len - text_tokens,
@@ -114,6 +148,52 @@ impl PromptTokenizer {
                 out.push(id);
             }
         }
-        Ok(out)
+        Ok((out, dropped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> PromptTokenizer {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/qwen2vl-tiny/model/tokenizer.json"
+        );
+        PromptTokenizer::from_file(Path::new(path), 151655).unwrap()
+    }
+
+    #[test]
+    fn long_text_is_cut_exactly_as_from_the_whole_text() {
+        let tokenizer = tiny();
+        let sentence = "Rust's ownership model (2015) keeps memory safe: no GC, no races! ";
+        let text = sentence.repeat(4000); // ≈ 260 KB, far past 8 bytes × max_len
+        for (max_len, images) in [(64, vec![]), (300, vec![4]), (1000, vec![2, 9])] {
+            let whole = tokenizer
+                .encode_prompt("Represent it.", &text, &images, max_len)
+                .unwrap()
+                .0;
+            let fast = tokenizer
+                .encode("Represent it.", &text, &images, max_len)
+                .unwrap();
+            assert_eq!(fast, whole, "max_len {max_len}");
+            assert_eq!(fast.len(), max_len);
+        }
+        // Text that fits is untouched by the prefix logic.
+        let short = tokenizer.encode("i", "a short text", &[], 64).unwrap();
+        assert_eq!(
+            short,
+            tokenizer
+                .encode_prompt("i", "a short text", &[], 64)
+                .unwrap()
+                .0
+        );
+        // Images alone over the limit: the same error either way.
+        let err = tokenizer.encode("i", &text, &[100], 50).unwrap_err();
+        assert!(
+            matches!(err, ModelError::TooLong { limit: 50, .. }),
+            "{err}"
+        );
     }
 }

@@ -130,10 +130,25 @@ impl Service {
         Ok(())
     }
 
+    /// Refuses document text over `processing.max_document_text_bytes`
+    /// before anything else is done with it.
+    fn check_text_size(&self, text: Option<&str>) -> Result<()> {
+        let max = self.limits().max_document_text_bytes;
+        match text {
+            Some(text) if text.len() as u64 > max => Err(ServiceError::TooLarge(format!(
+                "the document's text is {} bytes; at most {max} \
+                 (processing.max_document_text_bytes): split it into several documents",
+                text.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Embeds (unless a vector is given) and stores a document. The
     /// collection is checked before the (expensive) embedding; if the
     /// caller drops the future, nothing is stored.
     pub async fn insert(&self, collection: &str, input: InsertContent) -> Result<Inserted> {
+        self.check_text_size(input.text.as_deref())?;
         let images = self.load_images(input.images).await?;
         let mut prepared = ContentDocument {
             id: input.id,

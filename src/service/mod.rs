@@ -48,6 +48,8 @@ pub struct Limits {
     pub max_images_per_input: usize,
     /// Most parts of a multi-part query.
     pub max_query_parts: usize,
+    /// Most bytes of a document's text (`processing.max_document_text_bytes`).
+    pub max_document_text_bytes: u64,
 }
 
 /// Most images fused into one input.
@@ -60,6 +62,7 @@ impl Limits {
             max_inputs_per_request: config.server.max_inputs_per_request,
             max_images_per_input: MAX_IMAGES_PER_INPUT,
             max_query_parts: crate::db::MAX_QUERY_PARTS,
+            max_document_text_bytes: config.processing.max_document_text_bytes,
         }
     }
 }

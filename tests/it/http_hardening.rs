@@ -275,3 +275,96 @@ fn slow_and_idle_connections_are_closed_and_capped() {
         );
     }
 }
+
+#[test]
+fn a_vector_only_document_reports_modality_vector() {
+    let s = TestServer::start();
+    s.create_collection("c");
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"id": "v", "vector": unit(3)}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["modality"], "vector", "{}", r.json);
+    assert_eq!(
+        s.get("/collections/c/documents/v").json["modality"],
+        "vector"
+    );
+    // With text beside it, the text's modality.
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"id": "t", "vector": unit(4), "text": "a caption"}),
+    );
+    assert_eq!(r.json["modality"], "text", "{}", r.json);
+    // And the filter language knows it.
+    let r = s.post_json(
+        "/collections/c/search",
+        &json!({"vector": unit(4), "k": 5, "filter": {"modality": "vector"}}),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let ids: Vec<&str> = r.json["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["v"]);
+}
+
+#[test]
+fn document_text_over_the_limit_is_refused_before_embedding() {
+    let mut config = crate::http_common::test_config();
+    config.processing.max_document_text_bytes = 1000;
+    let s = TestServer::with_config(config);
+    s.create_collection("c");
+    let limit_named = |r: &crate::http_common::Response| {
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("processing.max_document_text_bytes")
+    };
+    // Exactly the limit is fine; one byte more is not.
+    let fits = "word ".repeat(200);
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"id": "fits", "text": fits}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    let over = format!("{fits}x");
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"id": "over", "text": over}),
+    );
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    assert_eq!(r.json["error"]["code"], "payload_too_large", "{}", r.json);
+    assert!(limit_named(&r), "{}", r.json);
+    // A text file, and an HTML file whose extracted text is over the limit.
+    for (name, bytes) in [
+        ("big.txt", over.clone().into_bytes()),
+        (
+            "big.html",
+            format!("<html><body><p>{over}</p></body></html>").into_bytes(),
+        ),
+    ] {
+        let form = reqwest::multipart::Form::new()
+            .part("file", crate::http_common::file_part(bytes, name))
+            .text("id", "file");
+        let r = s.post_form("/collections/c/documents", form);
+        assert_eq!(
+            r.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{name}: {}",
+            r.json
+        );
+        assert!(limit_named(&r), "{}", r.json);
+    }
+    // Nothing of the refused documents was stored.
+    for id in ["over", "file"] {
+        let r = s.get(&format!("/collections/c/documents/{id}"));
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
+    }
+    assert_eq!(
+        s.get("/info").json["limits"]["max_document_text_bytes"],
+        1000
+    );
+}

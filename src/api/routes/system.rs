@@ -55,6 +55,7 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<Json<Info>> {
             max_image_pixels: server.max_image_pixels,
             max_inputs_per_request: server.max_inputs_per_request,
             max_k: server.max_k,
+            max_document_text_bytes: state.config.processing.max_document_text_bytes,
         },
         uptime_s: state.started.elapsed().as_secs_f64(),
     }))
