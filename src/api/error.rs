@@ -333,6 +333,19 @@ fn store_error(e: &StoreError, message: String) -> ApiError {
         StoreError::SnapshotRunning => {
             ApiError::new(StatusCode::CONFLICT, "backup_running", message)
         }
+        StoreError::DiskFull { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            message,
+        ),
+        StoreError::ReadOnly(_) => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "read_only_storage",
+            message,
+        ),
+        StoreError::Failed(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_failed", message)
+        }
         StoreError::Sled(_)
         | StoreError::Codec(_)
         | StoreError::IdCollision(_)

@@ -189,6 +189,9 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs);
+    // Every request answers within server.timeout_secs; a little more lets
+    // the last answers go out. Past that, shutdown goes on without them.
+    let drain = Duration::from_secs(state.config.server.timeout_secs + 5);
     let slots = Arc::new(tokio::sync::Semaphore::new(
         state.config.server.max_connections,
     ));
@@ -224,6 +227,14 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open {} s after shutdown began; closing them",
+            drain.as_secs()
+        );
+    }
     Ok(())
 }

@@ -157,8 +157,9 @@ pub(super) fn open_with_engine(loaded: &ConfigSources, engine: &Engine) -> anyho
     open(loaded, options)
 }
 
-fn open(loaded: &ConfigSources, options: DbOptions) -> anyhow::Result<Db> {
+fn open(loaded: &ConfigSources, mut options: DbOptions) -> anyhow::Result<Db> {
     let dir = &loaded.config.storage.data_dir;
+    options.min_free_bytes = loaded.config.storage.min_free_bytes;
     Db::open(dir, options).with_context(|| format!("cannot open the database in {}", dir.display()))
 }
 

@@ -61,7 +61,9 @@ pub fn run(_args: ServeArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     // In-flight requests are done (or serving failed): either way, flush
     // and checkpoint before reporting.
     tracing::info!("shutting down: checkpointing the index");
-    drop(runtime);
+    // Blocking work still running (a write stuck on a failed disk) must not
+    // hold the process: give it a moment, then go on without it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     let closed = match Arc::try_unwrap(db) {
         Ok(db) => db.close().context("closing the database"),
         // Something still holds it (a detached blocking task): dropping our

@@ -242,6 +242,9 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Free bytes to keep on the data dir's file system: writes that would
+    /// go below are refused (HTTP 507) and resume once space is back.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -325,6 +328,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./tkr-data"),
+            min_free_bytes: crate::store::space::DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

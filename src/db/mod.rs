@@ -138,6 +138,9 @@ pub struct DbOptions {
     /// changes, which also trims the change log; `None`: only on explicit
     /// `checkpoint` and close. Default 100 000.
     pub checkpoint_every_changes: Option<u64>,
+    /// Free bytes the data dir's file system must keep; writes that would
+    /// go below are refused (`storage.min_free_bytes`).
+    pub min_free_bytes: u64,
 }
 
 impl DbOptions {
@@ -149,6 +152,7 @@ impl DbOptions {
             index: IndexParams::default(),
             checkpoint_on_close: true,
             checkpoint_every_changes: Some(100_000),
+            min_free_bytes: crate::store::space::DEFAULT_MIN_FREE_BYTES,
         }
     }
 
@@ -392,6 +396,7 @@ impl Db {
             options.dim as u32,
             &options.dtype,
         )?;
+        store.set_min_free_bytes(options.min_free_bytes);
         let index_dir = dir.join("index");
         let db = Db {
             dir,
@@ -660,9 +665,11 @@ impl Db {
     pub fn close(self) -> Result<()> {
         self.closed.store(true, Ordering::SeqCst);
         self.wait_background();
-        self.checkpoint()?;
+        // Flush even when the checkpoint fails (a full disk): the next open
+        // recovers the index from the store.
+        let checkpoint = self.checkpoint();
         self.store.flush()?;
-        Ok(())
+        checkpoint
     }
 
     fn collection_index(&self, name: &str) -> Result<Arc<CollectionIndex>> {

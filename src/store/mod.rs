@@ -32,6 +32,7 @@
 //! `blobs/`, which sled never syncs.
 pub mod codec;
 pub mod snapshot;
+pub mod space;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,23 @@ pub enum StoreError {
     SnapshotRunning,
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
+    #[error(
+        "the disk holding {} is full: {available} bytes free, this write needs {needed} \
+         (storage.min_free_bytes plus the write); free space and writes resume by themselves",
+        path.display()
+    )]
+    DiskFull {
+        path: PathBuf,
+        available: u64,
+        needed: u64,
+    },
+    #[error("{} is on a read-only file system: writes are refused, reads still work", .0.display())]
+    ReadOnly(PathBuf),
+    #[error(
+        "the store hit an I/O error ({0}); it refuses writes until the server restarts \
+         (reads still work, and no acknowledged write is lost)"
+    )]
+    Failed(String),
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -141,6 +159,19 @@ pub struct DocWrite {
     pub segments: Vec<Span>,
     /// Encoded vectors (primary, then one per segment), raw LE f32.
     pub vectors: Vec<u8>,
+}
+
+impl DocWrite {
+    /// About how many bytes writing this document adds to the store.
+    fn approx_bytes(&self) -> u64 {
+        let content = match &self.content {
+            Some(ContentWrite::Blob { bytes, .. }) => bytes.len(),
+            Some(ContentWrite::External { uri, .. }) => uri.len(),
+            None => 0,
+        };
+        let text = self.text.as_ref().map_or(0, String::len);
+        (content + text + self.metadata_json.len() + self.vectors.len() + 256) as u64
+    }
 }
 
 /// What a committed write did.
@@ -191,11 +222,25 @@ struct FlushState {
     last_error: Option<String>,
 }
 
+/// A writer waiting this long for a flush takes the store for failed: sled
+/// waits forever for a log it can no longer write (see [`space`]).
+const FLUSH_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl GroupFlush {
-    fn flush(&self, db: &sled::Db, log: &File) -> Result<(), StoreError> {
+    fn flush(
+        &self,
+        db: &sled::Db,
+        log: &File,
+        space: &space::SpaceGuard,
+    ) -> Result<(), StoreError> {
+        // A failed sled's flush never returns.
+        if let Some(reason) = space.failed() {
+            return Err(StoreError::Failed(reason));
+        }
         let mut st = self.state.lock();
         // Any flush that starts from now on covers this writer's commit.
         let needed = st.started + 1;
+        let since = std::time::Instant::now();
         loop {
             if st.finished >= needed {
                 return match &st.last_error {
@@ -211,10 +256,10 @@ impl GroupFlush {
                 st.started += 1;
                 let generation = st.started;
                 drop(st);
-                let result = db
-                    .flush()
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| log.sync_data().map_err(|e| format!("fdatasync: {e}")));
+                let result = match db.flush() {
+                    Ok(_) => log.sync_data().map_err(|e| format!("fdatasync: {e}")),
+                    Err(e) => Err(space.fail(e).to_string()),
+                };
                 self.count.fetch_add(1, Ordering::Relaxed);
                 st = self.state.lock();
                 st.leader = false;
@@ -223,7 +268,21 @@ impl GroupFlush {
                 self.done.notify_all();
                 continue;
             }
-            self.done.wait(&mut st);
+            // A leader stuck in a failed sled never wakes us: look at the
+            // failed state now and then.
+            self.done
+                .wait_for(&mut st, std::time::Duration::from_millis(200));
+            if st.finished < needed {
+                if let Some(reason) = space.failed() {
+                    return Err(StoreError::Failed(reason));
+                }
+                if since.elapsed() > FLUSH_STALL {
+                    space.fail_with(format!(
+                        "a flush to disk has not finished in {} s",
+                        FLUSH_STALL.as_secs()
+                    ));
+                }
+            }
         }
     }
 
@@ -391,6 +450,20 @@ pub struct Store {
     group: GroupFlush,
     /// sled's log file, for the `fdatasync` that sled's flush leaves out.
     log_file: File,
+    /// Free space checks before writes, and the failed state after an I/O
+    /// error (see [`space`]).
+    space: space::SpaceGuard,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // A failed sled's background flusher waits forever for its log, and
+        // dropping the last handle joins it: keep one handle alive instead,
+        // so that closing a failed store (and the process) can finish.
+        if self.space.failed().is_some() {
+            std::mem::forget(self.db.clone());
+        }
+    }
 }
 
 /// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled's
@@ -485,6 +558,7 @@ impl Store {
             meta,
             group: GroupFlush::default(),
             log_file,
+            space: space::SpaceGuard::new(dir),
         };
         store.finish_pending_drops()?;
         Ok(store)
@@ -512,6 +586,7 @@ impl Store {
     fn transaction<A>(&self, f: impl Fn(&Tx) -> TxResult<A>) -> Result<A, StoreError> {
         // Held for the whole transaction: a snapshot starts (or ends) only
         // between transactions, never during one.
+        self.space.check(0)?;
         let snapshot_running = self.snapshot_running.read();
         let trees = (
             &self.meta_tree,
@@ -546,8 +621,19 @@ impl Store {
             )
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => StoreError::Sled(e),
+                TransactionError::Storage(e) => self.space.fail(e),
             })
+    }
+
+    /// Free bytes the file system must keep (`storage.min_free_bytes`):
+    /// writes that would go below are refused with [`StoreError::DiskFull`].
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.space.set_min_free(bytes);
+    }
+
+    /// Why the store refuses writes until a restart, if it does.
+    pub fn failure(&self) -> Option<String> {
+        self.space.failed()
     }
 
     /// Announces a write about to be committed; drop the guard once it is
@@ -561,7 +647,7 @@ impl Store {
     /// Makes every committed transaction durable (group commit): sled's
     /// flush, then `fdatasync` of its log file.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.group.flush(&self.db, &self.log_file)
+        self.group.flush(&self.db, &self.log_file, &self.space)
     }
 
     /// Number of fsyncs [`Store::flush`] has performed.
@@ -706,6 +792,8 @@ impl Store {
         collection: &str,
         writes: &[DocWrite],
     ) -> Result<(u32, Vec<WriteOutcome>), StoreError> {
+        let bytes: u64 = writes.iter().map(DocWrite::approx_bytes).sum();
+        self.space.check(bytes)?;
         // Hash blobs outside the transaction (which may be retried).
         let hashes: Vec<Option<[u8; 32]>> = writes
             .iter()
@@ -931,6 +1019,7 @@ impl Store {
         if upto <= self.changes_trimmed_upto()? {
             return Ok(());
         }
+        self.space.check(0)?;
         self.meta_tree
             .insert(KEY_CHANGES_TRIMMED, &encode_u64(upto))?;
         self.flush()?;

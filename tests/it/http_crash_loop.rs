@@ -18,12 +18,8 @@
 //! `TKR_CRASH_CYCLES` (default 6) sets the number of kills; `TKR_CRASH_SEED`
 //! repeats a run's choices (the kill moments depend on timing as well).
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -31,7 +27,7 @@ use rand::{RngExt, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::model_parity::fixture_dir;
+use crate::server_process::{log_tail, start_server};
 
 /// The tiny fixture model's embedding dimension (`hidden_size`).
 const DIM: usize = 64;
@@ -48,79 +44,6 @@ const SEARCH_SAMPLE: usize = 50;
 const GET_SAMPLE: usize = 50;
 /// Stored vectors are the sent ones normalised to unit length.
 const VECTOR_TOLERANCE: f32 = 1e-5;
-
-/// The server process; killed (SIGKILL) and reaped when dropped, so it never
-/// outlives the test.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(data: &Path, log: &Path) -> Server {
-    let log_file = File::options().create(true).append(true).open(log).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tkr-embed"));
-    command
-        .arg("--model")
-        .arg(fixture_dir().join("model"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--log-level", "warn", "serve", "--host", "127.0.0.1"])
-        // A free port each start; the server prints the one it got.
-        .args(["--port", "0"])
-        // No ./config.yaml of the checkout, no TKR_* of the caller.
-        .current_dir(data.parent().unwrap())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log_file));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("TKR_") {
-            command.env_remove(key);
-        }
-    }
-    let mut server = Server {
-        child: command.spawn().unwrap(),
-        url: String::new(),
-    };
-    let stdout = server.child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    // Reads stdout to its end (the process's end), so the child never blocks
-    // on a full pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while server.url.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    server.url = url.trim().to_owned();
-                }
-            }
-            Err(e) => panic!(
-                "the server did not start ({e}); its log:\n{}",
-                log_tail(log)
-            ),
-        }
-    }
-    server
-}
-
-fn log_tail(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
 
 #[derive(Clone, Debug, PartialEq)]
 enum Payload {

@@ -29,6 +29,7 @@ mod http_auth;
 mod http_backup;
 mod http_common;
 mod http_crash_loop;
+mod http_disk_full;
 mod http_errors;
 mod http_hardening;
 mod http_media;
@@ -44,6 +45,7 @@ mod mlx_smoke;
 mod model_loading;
 mod model_parity;
 mod preprocess;
+mod server_process;
 
 use std::sync::{Mutex, MutexGuard};
 

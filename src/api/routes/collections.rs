@@ -22,7 +22,9 @@ pub async fn list_collections(State(state): State<AppState>) -> ApiResult<Json<C
 /// Create a collection.
 #[utoipa::path(post, path = "/collections", tag = "collections", request_body = CreateCollection,
     responses((status = 201, body = CollectionView), (status = 409, body = ErrorBody),
-        (status = "4XX", body = ErrorBody)))]
+        (status = "4XX", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "the disk is full or read-only")))]
 pub async fn create_collection(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateCollection>,
@@ -50,7 +52,9 @@ pub async fn get_collection(
 #[utoipa::path(delete, path = "/collections/{collection}", tag = "collections",
     params(("collection" = String, Path)),
     responses((status = 200, body = Dropped), (status = 404, body = ErrorBody),
-        (status = "4XX", body = ErrorBody)))]
+        (status = "4XX", body = ErrorBody),
+        (status = 503, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "the disk is full or read-only")))]
 pub async fn drop_collection(
     State(state): State<AppState>,
     Path(collection): Path<String>,

@@ -27,7 +27,8 @@ use utoipa::IntoParams;
         (InsertBody = "application/json"),
         (InsertForm = "multipart/form-data"))),
     responses((status = 201, body = Inserted), (status = 404, body = ErrorBody),
-        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "the disk is full or read-only")))]
 pub async fn insert(
     State(state): State<AppState>,
     Path(collection): Path<String>,
@@ -120,7 +121,8 @@ fn link_content(view: &mut DocumentView, collection: &str) {
 #[utoipa::path(delete, path = "/collections/{collection}/documents/{id}", tag = "documents",
     params(("collection" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = Deleted), (status = 404, body = ErrorBody),
-        (status = "4XX", body = ErrorBody)))]
+        (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "the disk is full or read-only")))]
 pub async fn delete_document(
     State(state): State<AppState>,
     Path((collection, id)): Path<(String, String)>,
