@@ -30,10 +30,7 @@ impl Tmpfs {
             .arg(&dir)
             .output();
         match out {
-            Ok(o) if o.status.success() => Some(Tmpfs {
-                dir,
-                parent: parent,
-            }),
+            Ok(o) if o.status.success() => Some(Tmpfs { dir, parent }),
             Ok(o) => {
                 eprintln!(
                     "SKIPPED: cannot mount a tmpfs here (needs root): {}",
