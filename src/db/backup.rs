@@ -198,7 +198,7 @@ impl Db {
         dest: &Path,
         progress: &dyn Fn(&BackupProgress),
     ) -> Result<BackupReport> {
-        backup_store(&self.store, dest, progress)
+        self.backend.backup(dest, progress)
     }
 }
 
@@ -223,7 +223,7 @@ pub fn backup_data_dir(
     Ok(report)
 }
 
-fn backup_store(
+pub(super) fn backup_store(
     store: &Store,
     dest: &Path,
     progress: &dyn Fn(&BackupProgress),

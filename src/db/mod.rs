@@ -1,4 +1,8 @@
-//! [`Db`]: the embedded vector database (store + indexes).
+//! [`Db`]: the vector database — documents with their vectors, content and
+//! metadata in collections, searched by vector, text or both — over one of
+//! two stores: the embedded one (sled + in-process HNSW and BM25 indexes,
+//! [`embedded`]; the default) or PostgreSQL with pgvector ([`postgres`]).
+//! Everything above this module is unaware of which is in use.
 //!
 //! ```no_run
 //! use tkr_embed::db::{Db, DbOptions, NewDocument};
@@ -16,46 +20,39 @@
 //! # Ok::<(), tkr_embed::db::DbError>(())
 //! ```
 //!
-//! On disk, `dir/` holds `sled/` (the documents: see [`crate::store`]) and
-//! `index/` (checkpoints of the derived HNSW indexes: see
-//! [`crate::index::persist`]). [`Db::backup`] writes a consistent copy of
-//! the store while writes go on; [`backup::restore`] brings one back (see
-//! [`backup`]).
-//!
-//! Guarantees:
+//! `Db` checks every request once (names, ids, metadata, dimensions, `k`)
+//! and normalises vectors; the store behind it ([`backend::Backend`])
+//! keeps and ranks them. For both stores:
 //! - `insert`, `insert_many` and `delete` return only after their change is
-//!   flushed to disk (group commit: concurrent writers share fsyncs).
-//! - When they return, searches see the change (the index is updated in
-//!   commit order, after the flush).
-//! - The index is rebuilt or caught up from sled on open, so it always
-//!   matches the store, whatever happened to the checkpoint files.
-//! - Reads through `get` may see a change slightly before its writer is
-//!   acknowledged (sled makes committed transactions readable at once).
+//!   durable (flushed to disk, or committed by PostgreSQL);
+//! - when they return, searches see the change;
+//! - a store records the model and dimension it was created with and
+//!   refuses to open with another.
+//!
+//! [`Db::backup`] writes a consistent copy of an embedded store while writes
+//! go on; [`backup::restore`] brings one back (see [`backup`]).
+pub mod backend;
 pub mod backup;
 mod embed;
+pub mod embedded;
 pub mod files;
-mod recover;
 mod search;
 pub use search::{combine_query, HybridOptions, SearchMode, MAX_K, MAX_QUERY_PARTS};
 mod write;
 
+pub use backend::StoreKind;
 pub use embed::{chunk_text, content_modality, image_content, ContentDocument, PreparedContent};
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::path::Path;
 
-use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::index::lexical::LexicalIndex;
-use crate::index::{CollectionIndex, FilterError, IndexParams, IndexStats, PersistError};
-use crate::store::{CollectionRecord, ContentRef, DocRecord, Store, StoreError};
+use crate::index::{FilterError, IndexParams, IndexStats, PersistError};
+use crate::store::StoreError;
 use crate::types::{validate_collection_name, Modality, SegmentMatch, Seq, Span, VectorEncoding};
-use write::ApplySequencer;
+use backend::Backend;
+use embedded::Embedded;
 
 /// One error type for the library API.
 #[derive(Debug, Error)]
@@ -159,6 +156,17 @@ impl DbOptions {
     pub fn with_index(mut self, index: IndexParams) -> DbOptions {
         self.index = index;
         self
+    }
+
+    /// A bad-input error for a dimension or model id no store can hold.
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > u32::MAX as usize {
+            return Err(DbError::BadInput(format!("invalid dimension {}", self.dim)));
+        }
+        if self.model_id.is_empty() {
+            return Err(DbError::BadInput("model id is empty".into()));
+        }
+        Ok(())
     }
 }
 
@@ -327,6 +335,8 @@ pub struct CollectionStats {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DbStats {
+    /// Which store holds the database.
+    pub store: StoreKind,
     pub model_id: String,
     pub dim: usize,
     pub dtype: String,
@@ -353,85 +363,49 @@ pub struct Change {
 }
 
 /// The database. `Send + Sync`: share it through an `Arc`. Dropping it
-/// writes index checkpoints (use [`Db::close`] to see errors).
+/// saves the embedded store's index checkpoints (use [`Db::close`] to see
+/// errors).
 pub struct Db {
-    dir: PathBuf,
-    index_dir: PathBuf,
-    options: DbOptions,
-    store: Store,
-    indexes: RwLock<HashMap<String, Arc<CollectionIndex>>>,
-    /// Writers hold it shared from commit to index update; checkpoint,
-    /// reindex and drop_collection hold it exclusively, so they never see a
-    /// change committed to the store but not yet in the index.
-    gate: RwLock<()>,
-    sequencer: ApplySequencer,
-    background: Mutex<Vec<JoinHandle<()>>>,
-    /// Sequence number the last successful checkpoint covers.
-    last_checkpoint_seq: AtomicU64,
-    /// A writer is running an automatic checkpoint.
-    auto_checkpointing: AtomicBool,
-    closed: AtomicBool,
+    backend: Box<dyn Backend>,
 }
 
 impl Db {
-    /// Opens or creates the database in `dir`, recovering the indexes (see
-    /// [`crate::index::persist`]). Fails with a bad-input error naming both
-    /// models when the database was created for another model or dimension.
+    /// Opens or creates the embedded database in `dir`, recovering its
+    /// indexes (see [`crate::index::persist`]). Fails with a bad-input error
+    /// naming both models when it was created for another model or
+    /// dimension.
     pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
-        let dir = dir.as_ref().to_path_buf();
-        if options.dim == 0 || options.dim > u32::MAX as usize {
-            return Err(DbError::BadInput(format!(
-                "invalid dimension {}",
-                options.dim
-            )));
-        }
-        if options.model_id.is_empty() {
-            return Err(DbError::BadInput("model id is empty".into()));
-        }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| DbError::Internal(format!("creating {}: {e}", dir.display())))?;
-        let store = Store::open(
-            &dir.join("sled"),
-            &options.model_id,
-            options.dim as u32,
-            &options.dtype,
-        )?;
-        store.set_min_free_bytes(options.min_free_bytes);
-        let index_dir = dir.join("index");
-        let db = Db {
-            dir,
-            index_dir,
-            options,
-            store,
-            indexes: RwLock::new(HashMap::new()),
-            gate: RwLock::new(()),
-            sequencer: ApplySequencer::default(),
-            background: Mutex::new(Vec::new()),
-            last_checkpoint_seq: AtomicU64::new(0),
-            auto_checkpointing: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-        };
-        db.recover_indexes()?;
-        Ok(db)
+        options.validate()?;
+        Ok(Db::with_backend(Box::new(Embedded::open(dir, options)?)))
     }
 
-    /// The options an existing database in `dir` was created with, so it
-    /// can be opened without loading a model; `None` if there is none.
+    /// A database over any store.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Db {
+        Db { backend }
+    }
+
+    /// The options an existing embedded database in `dir` was created with,
+    /// so it can be opened without loading a model; `None` if there is none.
     pub fn stored_options(dir: impl AsRef<Path>) -> Result<Option<DbOptions>> {
-        let meta = Store::read_meta(&dir.as_ref().join("sled"))?;
-        Ok(meta.map(|m| DbOptions::new(m.model_id, m.dim as usize, m.dtype)))
+        Embedded::stored_options(dir)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Which store holds the database.
+    pub fn store_kind(&self) -> StoreKind {
+        self.backend.kind()
+    }
+
+    /// The data directory of an embedded store; `None` for PostgreSQL.
+    pub fn dir(&self) -> Option<&Path> {
+        self.backend.dir()
     }
 
     pub fn options(&self) -> &DbOptions {
-        &self.options
+        self.backend.options()
     }
 
     pub fn dim(&self) -> usize {
-        self.options.dim
+        self.options().dim
     }
 
     /// Creates an empty collection with default options (durable on return).
@@ -453,85 +427,22 @@ impl Db {
                 )));
             }
         }
-        let _gate = self.gate.read();
-        let record = self
-            .store
-            .create_collection(name, options.vectors, &options.text_fields)?;
-        self.store.flush()?;
-        let index = CollectionIndex::new(record.id, name, self.dim(), self.index_params(&record));
-        // A new, empty lexical index covers every change so far. Without
-        // it the collection would be unusable: take the record back.
-        let lexical = self.new_lexical_index(record.id).inspect_err(|_| {
-            if let Err(e) = self.store.drop_collection(name) {
-                tracing::error!(collection = name, error = %e, "could not undo a half-created collection");
-            }
-        })?;
-        index.attach_lexical(Arc::new(lexical));
-        self.indexes
-            .write()
-            .insert(name.to_owned(), Arc::new(index));
-        Ok(CollectionInfo {
-            name: record.name,
-            documents: 0,
-            created_ms: record.created_ms,
-            vectors: record.vectors,
-            text_fields: record.text_fields,
-        })
-    }
-
-    fn new_lexical_index(&self, collection_id: u32) -> Result<LexicalIndex> {
-        let dir = crate::index::persist::lexical_dir(&self.index_dir, collection_id);
-        let instance = &self.store.meta().instance_id;
-        let (lexical, _) = LexicalIndex::open(&dir, instance).map_err(PersistError::from)?;
-        lexical
-            .commit(self.store.last_seq()?)
-            .map_err(PersistError::from)?;
-        Ok(lexical)
-    }
-
-    /// The database's index tuning with the collection's own choices.
-    fn index_params(&self, record: &CollectionRecord) -> IndexParams {
-        IndexParams {
-            encoding: record.vectors,
-            text_fields: record.text_fields.clone(),
-            ..self.options.index.clone()
-        }
+        self.backend.create_collection(name, &options)
     }
 
     /// Collections with their document counts, by name.
     pub fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
-        Ok(self
-            .store
-            .list_collections()?
-            .into_iter()
-            .map(|c| CollectionInfo {
-                name: c.name,
-                documents: c.doc_count,
-                created_ms: c.created_ms,
-                vectors: c.vectors,
-                text_fields: c.text_fields,
-            })
-            .collect())
+        self.backend.list_collections()
     }
 
     /// Deletes a collection with all its documents; false if there was none.
     pub fn drop_collection(&self, name: &str) -> Result<bool> {
-        let _gate = self.gate.write();
-        let Some(record) = self.store.drop_collection(name)? else {
-            return Ok(false);
-        };
-        self.indexes.write().remove(name);
-        crate::index::persist::remove_checkpoint(&self.index_dir, record.id);
-        Ok(true)
+        self.backend.drop_collection(name)
     }
 
     /// A document, or `None` when the collection has no such id.
     pub fn get(&self, collection: &str, id: &str) -> Result<Option<Document>> {
-        let index = self.collection_index(collection)?;
-        match self.store.get_doc(index.collection_id(), id)? {
-            Some(record) => Ok(Some(to_document(collection, record)?)),
-            None => Ok(None),
-        }
+        self.backend.get(collection, id)
     }
 
     /// A page of a collection's documents in id order: up to `limit` after
@@ -542,248 +453,60 @@ impl Db {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Document>, Option<String>)> {
-        let index = self.collection_index(collection)?;
-        // One more than asked tells whether another page exists.
-        let mut records =
-            self.store
-                .list_docs(index.collection_id(), after, limit.saturating_add(1))?;
-        let more = records.len() > limit;
-        records.truncate(limit);
-        let documents = records
-            .into_iter()
-            .map(|r| to_document(collection, r))
-            .collect::<Result<Vec<_>>>()?;
-        let next = match more {
-            true => documents.last().map(|d| d.id.clone()),
-            false => None,
-        };
-        Ok((documents, next))
+        self.backend.list_documents(collection, after, limit)
     }
 
     /// The document's content: its stored bytes with their content type, or
     /// its external reference; `Ok(None)` when it has no content. A missing
     /// document is [`DbError::DocumentNotFound`].
     pub fn get_content(&self, collection: &str, id: &str) -> Result<Option<ContentData>> {
-        let index = self.collection_index(collection)?;
-        let record = self
-            .store
-            .get_doc(index.collection_id(), id)?
-            .ok_or_else(|| not_found(collection, id))?;
-        match record.content {
-            None => Ok(None),
-            Some(ContentRef::External { uri, content_type }) => {
-                Ok(Some(ContentData::External { uri, content_type }))
-            }
-            Some(ContentRef::Blob {
-                hash, content_type, ..
-            }) => {
-                let data = self.store.get_blob(&hash)?.ok_or_else(|| {
-                    DbError::Internal(format!("blob of document {id:?} is missing"))
-                })?;
-                Ok(Some(ContentData::Bytes { data, content_type }))
-            }
-        }
+        self.backend.get_content(collection, id)
     }
 
     /// Counters of the store and of every index.
     pub fn stats(&self) -> Result<DbStats> {
-        let store_stats = self.store.stats()?;
-        let indexes = self.indexes.read().clone();
-        let mut collections = Vec::new();
-        let mut documents = 0;
-        for record in self.store.list_collections()? {
-            documents += record.doc_count;
-            let index = indexes
-                .get(&record.name)
-                .map(|i| i.stats())
-                .unwrap_or_default();
-            collections.push(CollectionStats {
-                name: record.name,
-                documents: record.doc_count,
-                index,
-            });
-        }
-        let meta = self.store.meta();
-        Ok(DbStats {
-            model_id: meta.model_id.clone(),
-            dim: meta.dim as usize,
-            dtype: meta.dtype.clone(),
-            format_version: meta.format_version,
-            documents,
-            collections,
-            blobs: store_stats.blobs,
-            blob_bytes: store_stats.blob_bytes,
-            change_log_entries: store_stats.change_log_entries,
-            last_seq: self.store.last_seq()?,
-            flushes: self.store.flush_count(),
-            size_on_disk: store_stats.size_on_disk,
-        })
+        self.backend.stats()
     }
 
     /// Up to `limit` entries of the change log after sequence number
-    /// `after`, in order. The log only reaches back to the last checkpoint
-    /// (entries at or below it are trimmed).
+    /// `after`, in order (embedded store). The log only reaches back to the
+    /// last checkpoint (entries at or below it are trimmed).
     pub fn changes_after(&self, after: Seq, limit: usize) -> Result<Vec<Change>> {
-        let names: HashMap<u32, String> = self
-            .store
-            .list_collections()?
-            .into_iter()
-            .map(|c| (c.id, c.name))
-            .collect();
-        self.store
-            .changes_after(after)
-            .take(limit)
-            .map(|item| {
-                let (seq, change) = item?;
-                Ok(Change {
-                    seq,
-                    collection: names.get(&change.collection_id).cloned(),
-                    id: change.doc_id,
-                    deleted: change.deleted,
-                })
-            })
-            .collect()
+        self.backend.changes_after(after, limit)
     }
 
-    /// fsyncs performed by group commit since open.
+    /// fsyncs performed by group commit since open (embedded store).
     pub fn flush_count(&self) -> u64 {
-        self.store.flush_count()
+        self.backend.flush_count()
+    }
+
+    /// Rebuilds the search index of one collection (or all, with `None`)
+    /// from the stored documents. Writers wait meanwhile.
+    pub fn reindex(&self, collection: Option<&str>) -> Result<()> {
+        self.backend.reindex(collection)
+    }
+
+    /// Writes every index's checkpoint and trims the change log behind
+    /// them (embedded store; nothing to do for PostgreSQL).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.backend.checkpoint()
     }
 
     /// Waits for background index rebuilds to finish.
     pub fn wait_background(&self) {
-        let handles: Vec<_> = std::mem::take(&mut *self.background.lock());
-        for h in handles {
-            if h.join().is_err() {
-                tracing::error!("a background index rebuild panicked");
-            }
-        }
+        self.backend.wait_background()
     }
 
-    /// Checkpoints the indexes and flushes; reports errors that `Drop` would
-    /// only log.
+    /// Finishes background work and releases the store; reports errors
+    /// that `Drop` would only log.
     pub fn close(self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
-        self.wait_background();
-        // Flush even when the checkpoint fails (a full disk): the next open
-        // recovers the index from the store.
-        let checkpoint = self.checkpoint();
-        self.store.flush()?;
-        checkpoint
-    }
-
-    fn collection_index(&self, name: &str) -> Result<Arc<CollectionIndex>> {
-        self.indexes
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))
-    }
-
-    /// Checkpoints when `checkpoint_every_changes` changes have piled up
-    /// since the last checkpoint. Called by writers after they released the
-    /// gate; errors are logged (the write itself succeeded).
-    fn maybe_checkpoint(&self) {
-        let Some(every) = self.options.checkpoint_every_changes else {
-            return;
-        };
-        let Ok(last) = self.store.last_seq() else {
-            return;
-        };
-        if last.saturating_sub(self.last_checkpoint_seq.load(Ordering::Relaxed)) < every
-            || self.auto_checkpointing.swap(true, Ordering::AcqRel)
-        {
-            return;
-        }
-        if let Err(e) = self.checkpoint() {
-            tracing::warn!(error = %e, "automatic checkpoint failed");
-        }
-        self.auto_checkpointing.store(false, Ordering::Release);
-    }
-
-    /// Starts a background compaction of `index` when its tombstones are
-    /// past the threshold.
-    fn maybe_rebuild(&self, index: &Arc<CollectionIndex>) {
-        if !index.needs_rebuild() || !index.try_start_rebuild() {
-            return;
-        }
-        let index = index.clone();
-        let spawned = std::thread::Builder::new()
-            .name("tkr-index-rebuild".into())
-            .spawn(move || index.rebuild_compact());
-        match spawned {
-            Ok(handle) => {
-                let mut bg = self.background.lock();
-                bg.retain(|h| !h.is_finished());
-                bg.push(handle);
-            }
-            Err(e) => tracing::error!(error = %e, "could not start an index rebuild thread"),
-        }
+        self.backend.close()
     }
 }
 
-impl Drop for Db {
-    fn drop(&mut self) {
-        if self.closed.load(Ordering::SeqCst) {
-            return;
-        }
-        self.wait_background();
-        if !self.options.checkpoint_on_close {
-            if let Err(e) = self.store.flush() {
-                tracing::error!(error = %e, "final flush failed");
-            }
-            return;
-        }
-        if let Err(e) = self.checkpoint() {
-            tracing::warn!(error = %e, "index checkpoint on close failed; the next open recovers from the store");
-        }
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "final flush failed");
-        }
-    }
-}
-
-fn not_found(collection: &str, id: &str) -> DbError {
+pub(crate) fn not_found(collection: &str, id: &str) -> DbError {
     DbError::DocumentNotFound {
         collection: collection.to_owned(),
         id: id.to_owned(),
     }
-}
-
-fn parse_metadata(record: &DocRecord) -> Result<Map<String, Value>> {
-    match serde_json::from_str::<Value>(&record.metadata_json) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(DbError::Internal(format!(
-            "stored metadata of {:?} is not a JSON object",
-            record.id
-        ))),
-    }
-}
-
-fn to_document(collection: &str, record: DocRecord) -> Result<Document> {
-    let metadata = parse_metadata(&record)?;
-    let content = record.content.map(|c| match c {
-        ContentRef::Blob {
-            hash,
-            len,
-            content_type,
-        } => ContentInfo::Stored {
-            content_type,
-            len,
-            hash: hex::encode(hash),
-        },
-        ContentRef::External { uri, content_type } => ContentInfo::External { uri, content_type },
-    });
-    Ok(Document {
-        id: record.id,
-        collection: collection.to_owned(),
-        modality: record.modality,
-        text: record.text,
-        content,
-        metadata,
-        created_ms: record.created_ms,
-        updated_ms: record.updated_ms,
-        seq: record.seq,
-        segments: record.segments,
-    })
 }

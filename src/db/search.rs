@@ -1,11 +1,10 @@
-//! The read path: normalise the query → index (HNSW, or the exact scan a
-//! selective filter asks for; compressed collections rescore candidates
-//! with the stored float32 vectors) → fetch records → hits.
+//! Searches through [`Db`]: the query is checked and normalised here, once
+//! for both backends, then the backend ranks.
 
-use super::{not_found, parse_metadata, Db, DbError, Hit, Result};
-use crate::index::fusion::{fuse, Fusion, DEFAULT_RRF_K};
-use crate::index::{CollectionIndex, Filter, GroupBy, IndexHit, PersistError};
-use crate::types::{l2_normalize, SegmentMatch};
+use super::{not_found, Db, DbError, Hit, Result};
+use crate::index::fusion::DEFAULT_RRF_K;
+use crate::index::{Filter, GroupBy};
+use crate::types::l2_normalize;
 
 /// What a search ranks by.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -112,7 +111,7 @@ pub fn combine_query(parts: &[(Vec<f32>, f32)], dim: usize) -> Result<Vec<f32>> 
 }
 
 /// How deep each list of a hybrid search goes for `k` results.
-fn hybrid_depth(k: usize) -> usize {
+pub(super) fn hybrid_depth(k: usize) -> usize {
     (k * 3).max(30)
 }
 
@@ -142,15 +141,17 @@ impl Db {
         filter: Option<&Filter>,
         group: GroupBy,
     ) -> Result<Vec<Hit>> {
-        let index = self.collection_index(collection)?;
+        check_k(k)?;
         let query = self.normalized_query(query)?;
-        self.search_index(&index, &query, k, filter, None, group)
+        self.backend
+            .search(collection, &query, k, filter, None, group)
     }
 
-    /// The `k` documents whose text best matches `text` by BM25 (text of
-    /// text documents, their chunks, fused documents' text, and the
-    /// collection's `text_fields`), best first; `score` is the BM25 score
-    /// and `segment` the matching chunk. Needs no model.
+    /// The `k` documents whose text best matches `text` (text of text
+    /// documents, their chunks, fused documents' text, and the
+    /// collection's `text_fields`), best first; `score` is the backend's
+    /// text score (BM25 in the embedded store) and `segment` the matching
+    /// chunk. Needs no model.
     pub fn search_lexical(
         &self,
         collection: &str,
@@ -160,26 +161,19 @@ impl Db {
         group: GroupBy,
     ) -> Result<Vec<Hit>> {
         check_k(k)?;
-        let index = self.collection_index(collection)?;
-        let hits = index
-            .search_lexical(text, k, filter, None, group)
-            .map_err(PersistError::from)?;
-        self.hits(&index, hits.into_iter().map(|h| (h, None)).collect())
+        self.backend
+            .search_lexical(collection, text, k, filter, group)
     }
 
     /// Where the words of `query` occur in `text` (byte ranges), as the
-    /// collection's lexical index matches them: to highlight a hit's chunk.
+    /// collection's lexical search matches them: to highlight a hit's chunk.
     pub fn highlights(
         &self,
         collection: &str,
         text: &str,
         query: &str,
     ) -> Result<Vec<(usize, usize)>> {
-        let index = self.collection_index(collection)?;
-        Ok(index
-            .lexical()
-            .map(|l| l.highlights(text, query))
-            .unwrap_or_default())
+        self.backend.highlights(collection, text, query)
     }
 
     /// Vector and lexical search fused by reciprocal rank: `query` is the
@@ -198,23 +192,9 @@ impl Db {
     ) -> Result<Vec<Hit>> {
         check_k(k)?;
         options.validate()?;
-        let index = self.collection_index(collection)?;
         let query = self.normalized_query(query)?;
-        let depth = hybrid_depth(k).min(MAX_K);
-        let cid = index.collection_id();
-        let vector = index.search(&query, depth, filter, None, group, |doc| {
-            self.store.get_vectors(cid, doc)
-        })?;
-        let lexical = index
-            .search_lexical(text, depth, filter, None, group)
-            .map_err(PersistError::from)?;
-        let weights = (options.vector_weight, options.lexical_weight);
-        let per_segment = group == GroupBy::Segment;
-        let fused = fuse(&vector, &lexical, weights, options.rrf_k, k, per_segment);
-        self.hits(
-            &index,
-            fused.into_iter().map(|(h, f)| (h, Some(f))).collect(),
-        )
+        self.backend
+            .search_hybrid(collection, &query, text, k, filter, options, group)
     }
 
     /// The `k` documents nearest to a stored document's primary vector,
@@ -226,24 +206,24 @@ impl Db {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Hit>> {
-        let index = self.collection_index(collection)?;
+        check_k(k)?;
         let query = self
             .get_vector(collection, id)?
             .ok_or_else(|| not_found(collection, id))?;
-        self.search_index(&index, &query, k, filter, Some(id), GroupBy::Document)
+        self.backend
+            .search(collection, &query, k, filter, Some(id), GroupBy::Document)
     }
 
     /// `Ok` when the collection exists, else [`DbError::UnknownCollection`]
     /// (lets callers fail before expensive work such as embedding).
     pub fn check_collection(&self, collection: &str) -> Result<()> {
-        self.collection_index(collection).map(|_| ())
+        self.backend.check_collection(collection)
     }
 
     /// All of a stored document's vectors: the primary first, then one per
     /// segment in the order of `Document::segments` (unit length).
     pub fn get_vectors(&self, collection: &str, id: &str) -> Result<Option<Vec<Vec<f32>>>> {
-        let index = self.collection_index(collection)?;
-        let Some(flat) = self.store.get_vectors(index.collection_id(), id)? else {
+        let Some(flat) = self.backend.get_vectors(collection, id)? else {
             return Ok(None);
         };
         if flat.is_empty() || flat.len() % self.dim() != 0 {
@@ -258,8 +238,7 @@ impl Db {
 
     /// A stored document's primary vector (unit length).
     pub fn get_vector(&self, collection: &str, id: &str) -> Result<Option<Vec<f32>>> {
-        let index = self.collection_index(collection)?;
-        let Some(mut vectors) = self.store.get_vectors(index.collection_id(), id)? else {
+        let Some(mut vectors) = self.backend.get_vectors(collection, id)? else {
             return Ok(None);
         };
         if vectors.len() < self.dim() {
@@ -281,62 +260,6 @@ impl Db {
         let mut q = query.to_vec();
         l2_normalize(&mut q).map_err(|e| DbError::BadInput(format!("query vector: {e}")))?;
         Ok(q)
-    }
-
-    fn search_index(
-        &self,
-        index: &CollectionIndex,
-        query: &[f32],
-        k: usize,
-        filter: Option<&Filter>,
-        exclude: Option<&str>,
-        group: GroupBy,
-    ) -> Result<Vec<Hit>> {
-        check_k(k)?;
-        let collection_id = index.collection_id();
-        let hits = index.search(query, k, filter, exclude, group, |doc| {
-            self.store.get_vectors(collection_id, doc)
-        })?;
-        self.hits(index, hits.into_iter().map(|h| (h, None)).collect())
-    }
-
-    /// Index hits → hits with their records (a document deleted since the
-    /// index answered is skipped).
-    fn hits(
-        &self,
-        index: &CollectionIndex,
-        hits: Vec<(IndexHit, Option<Fusion>)>,
-    ) -> Result<Vec<Hit>> {
-        let mut out = Vec::with_capacity(hits.len());
-        for (hit, fusion) in hits {
-            // A document deleted or replaced since the index answered is
-            // skipped (its segment numbers may mean other parts now).
-            let Some(record) = self.store.get_doc(index.collection_id(), &hit.doc)? else {
-                continue;
-            };
-            if record.seq != hit.seq {
-                continue;
-            }
-            let segment = match hit.segment {
-                0 => None,
-                s => record
-                    .segments
-                    .get(s as usize - 1)
-                    .map(|span| SegmentMatch {
-                        index: s - 1,
-                        span: span.clone(),
-                    }),
-            };
-            out.push(Hit {
-                metadata: parse_metadata(&record)?,
-                id: record.id,
-                score: hit.score,
-                modality: record.modality,
-                segment,
-                fusion,
-            });
-        }
-        Ok(out)
     }
 }
 

@@ -20,6 +20,7 @@ use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, Value as _, STORED, STRING, TEXT};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 use thiserror::Error;
 
@@ -345,31 +346,45 @@ impl LexicalIndex {
     /// would match it: same tokenizer, lower-cased), in order. For
     /// highlighting a hit's chunk.
     pub fn highlights(&self, text: &str, query: &str) -> Vec<(usize, usize)> {
-        let Ok(mut analyzer) = self.index.tokenizer_for_field(self.fields.text) else {
-            return Vec::new();
-        };
-        let mut wanted: Vec<String> = Vec::new();
-        {
-            let mut stream = analyzer.token_stream(query);
-            while stream.advance() {
-                wanted.push(stream.token().text.clone());
-            }
+        match self.index.tokenizer_for_field(self.fields.text) {
+            Ok(mut analyzer) => matching_words(&mut analyzer, text, query),
+            Err(_) => Vec::new(),
         }
-        let mut ranges = Vec::new();
-        let mut stream = analyzer.token_stream(text);
-        while stream.advance() {
-            let token = stream.token();
-            if wanted.contains(&token.text) {
-                ranges.push((token.offset_from, token.offset_to));
-            }
-        }
-        ranges
     }
 
     /// Text units in the index (committed).
     pub fn units(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
+}
+
+/// [`LexicalIndex::highlights`] with tantivy's default tokenizer (the one
+/// our indexes use), for stores without a lexical index of ours.
+pub fn highlights(text: &str, query: &str) -> Vec<(usize, usize)> {
+    let mut analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .build();
+    matching_words(&mut analyzer, text, query)
+}
+
+fn matching_words(analyzer: &mut TextAnalyzer, text: &str, query: &str) -> Vec<(usize, usize)> {
+    let mut wanted: Vec<String> = Vec::new();
+    {
+        let mut stream = analyzer.token_stream(query);
+        while stream.advance() {
+            wanted.push(stream.token().text.clone());
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        let token = stream.token();
+        if wanted.contains(&token.text) {
+            ranges.push((token.offset_from, token.offset_to));
+        }
+    }
+    ranges
 }
 
 #[cfg(test)]

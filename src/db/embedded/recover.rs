@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{parse_metadata, Db, DbError, Result};
+use super::{parse_metadata, Embedded};
+use crate::db::{DbError, Result};
 use crate::index::lexical::{text_units, LexicalIndex};
 use crate::index::persist;
 use crate::index::{CollectionIndex, IndexDoc};
@@ -27,7 +28,7 @@ enum Recovery {
     Rebuilt,
 }
 
-impl Db {
+impl Embedded {
     /// Brings back every collection's index (on open).
     pub(super) fn recover_indexes(&self) -> Result<()> {
         let collections = self.store.list_collections()?;
@@ -55,7 +56,7 @@ impl Db {
         self.remove_orphan_checkpoints(&collections);
         if changed {
             // Save the recovery work, so the next open is fast.
-            if let Err(e) = self.checkpoint() {
+            if let Err(e) = self.checkpoint_indexes() {
                 tracing::warn!(error = %e, "checkpoint after recovery failed");
             }
         }
@@ -277,7 +278,7 @@ impl Db {
 
     /// Rebuilds the index of one collection (or all, with `None`) from the
     /// store, synchronously, then checkpoints. Writers wait meanwhile.
-    pub fn reindex(&self, collection: Option<&str>) -> Result<()> {
+    pub(super) fn rebuild_indexes(&self, collection: Option<&str>) -> Result<()> {
         {
             let _gate = self.gate.write();
             let records = match collection {
@@ -298,13 +299,13 @@ impl Db {
                 self.indexes.write().insert(record.name.clone(), fresh);
             }
         }
-        self.checkpoint()
+        self.checkpoint_indexes()
     }
 
     /// Writes every index's checkpoint (atomically, with the sequence number
     /// it covers) and trims the change log behind them. Writers wait
     /// meanwhile.
-    pub fn checkpoint(&self) -> Result<()> {
+    pub(super) fn checkpoint_indexes(&self) -> Result<()> {
         let _gate = self.gate.write();
         // Everything a checkpoint contains must be durable in the store.
         self.store.flush()?;
