@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::config::{RateLimit, Scope};
 use crate::db::backup::BackupError;
+use crate::db::postgres::PgError;
 use crate::db::DbError;
 use crate::engine::EngineError;
 use crate::media::MediaError;
@@ -314,8 +315,22 @@ impl From<DbError> for ApiError {
             DbError::WrongDimension { .. } | DbError::BadInput(_) => ApiError::bad_request(message),
             DbError::Store(store) => store_error(&store, message),
             DbError::Backup(backup) => backup_error(&backup, message),
+            DbError::Postgres(pg) => postgres_error(&pg, message),
             DbError::Index(_) | DbError::Internal(_) => ApiError::internal(message),
         }
+    }
+}
+
+fn postgres_error(e: &PgError, message: String) -> ApiError {
+    match e {
+        PgError::Connect(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            message,
+        ),
+        PgError::Unsupported(..) => ApiError::bad_request(message).with_code("not_supported"),
+        PgError::IncompatibleModel { .. } => ApiError::bad_request(message),
+        PgError::Schema(_) | PgError::Query(_) => ApiError::internal(message),
     }
 }
 

@@ -158,19 +158,27 @@ pub(super) fn open_with_engine(loaded: &ConfigSources, engine: &Engine) -> anyho
 }
 
 fn open(loaded: &ConfigSources, mut options: DbOptions) -> anyhow::Result<Db> {
-    let dir = &loaded.config.storage.data_dir;
-    options.min_free_bytes = loaded.config.storage.min_free_bytes;
-    Db::open(dir, options).with_context(|| format!("cannot open the database in {}", dir.display()))
+    let storage = &loaded.config.storage;
+    let location = storage.location();
+    options.min_free_bytes = storage.min_free_bytes;
+    Db::open_at(&location, options, storage.pool_size)
+        .with_context(|| format!("cannot open the database in {location}"))
+}
+
+/// The options of the existing database, if there is one.
+fn stored_options(loaded: &ConfigSources) -> anyhow::Result<Option<DbOptions>> {
+    let location = loaded.config.storage.location();
+    Db::stored_options_at(&location)
+        .with_context(|| format!("cannot read the database in {location}"))
 }
 
 /// Opens an existing database without loading a model.
 fn open_existing(loaded: &ConfigSources) -> anyhow::Result<Db> {
-    let dir = &loaded.config.storage.data_dir;
-    match Db::stored_options(dir)? {
+    match stored_options(loaded)? {
         Some(options) => open(loaded, options),
         None => bail!(
-            "no database in {} (insert something first, or pass --data-dir)",
-            dir.display()
+            "no database in {} (insert something first, or pass --data-dir or --store)",
+            loaded.config.storage.location()
         ),
     }
 }
@@ -250,7 +258,7 @@ pub fn insert(args: InsertArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
             // A stored vector needs no model; a new database takes its
             // dimension from it.
             Some(v) => {
-                let db = match Db::stored_options(&loaded.config.storage.data_dir)? {
+                let db = match stored_options(loaded)? {
                     Some(options) => open(loaded, options)?,
                     None => open(
                         loaded,
@@ -389,7 +397,7 @@ pub fn collections(cmd: Option<CollectionsCommand>, loaded: &ConfigSources) -> a
 
 pub fn stats(args: JsonFlag, loaded: &ConfigSources) -> anyhow::Result<()> {
     let db = open_existing(loaded)?;
-    let view = StatsView::new(&loaded.config.storage.data_dir, &db.stats()?);
+    let view = StatsView::new(&loaded.config.storage.location(), &db.stats()?);
     if args.json {
         println!("{}", serde_json::to_string(&view)?);
     } else {

@@ -35,9 +35,13 @@ pub struct GlobalArgs {
     /// Memory profile: auto, m1_16gb, m1_32gb, m1_64gb, or a YAML file.
     #[arg(long, global = true, value_name = "NAME")]
     pub profile: Option<String>,
-    /// Database directory.
+    /// Database directory (the embedded store).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the database is: a directory, sled:DIR, or
+    /// postgres://USER:PASSWORD@HOST:PORT/DB. Also TKR_STORE.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// Model: a local directory or a Hugging Face repo id.
     #[arg(long, global = true, value_name = "DIR_OR_REPO")]
     pub model: Option<String>,
@@ -112,6 +116,9 @@ impl GlobalArgs {
                 dir.display().to_string(),
                 Source::Flag("--data-dir".into()),
             );
+        }
+        if let Some(store) = &self.store {
+            flags.set("storage.url", store.clone(), Source::Flag("--store".into()));
         }
         if let Some(model) = &self.model {
             flags.set("model.name", model.clone(), Source::Flag("--model".into()));

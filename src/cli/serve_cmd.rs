@@ -50,10 +50,10 @@ pub fn run(_args: ServeArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
         // Scripts (and the tests) read this line to find the port.
         println!("listening on http://{local}");
         tracing::info!(
-            "serving {} ({} documents dir {})",
+            "serving {} ({}, documents in {})",
             local,
             engine.info().model_id,
-            config.storage.data_dir.display()
+            config.storage.location()
         );
         crate::api::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())

@@ -87,6 +87,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("TKR_LOG", "monitoring.log_level"),
     ("TKR_MODEL", "model.name"),
     ("TKR_DATA_DIR", "storage.data_dir"),
+    ("TKR_STORE", "storage.url"),
     ("TKR_API_KEYS", "server.api_keys"),
 ];
 /// Read by the loader itself rather than mapped onto a field.

@@ -242,6 +242,13 @@ pub struct ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// Where the database is, overriding `data_dir`: a directory (or
+    /// `sled:DIR`) for the embedded store, or `postgres://…` for
+    /// PostgreSQL (`--store`, `TKR_STORE`). Printed without its password.
+    #[serde(serialize_with = "serialize_store_url")]
+    pub url: Option<String>,
+    /// PostgreSQL: connections this process keeps at most.
+    pub pool_size: usize,
     /// Free bytes to keep on the data dir's file system: writes that would
     /// go below are refused (HTTP 507) and resume once space is back.
     pub min_free_bytes: u64,
@@ -324,10 +331,32 @@ impl Default for ServerConfig {
     }
 }
 
+impl StorageConfig {
+    /// Where the database is: `url` when set, else `data_dir`.
+    pub fn location(&self) -> crate::db::StoreLocation {
+        match &self.url {
+            Some(url) => crate::db::StoreLocation::parse(url),
+            None => crate::db::StoreLocation::Embedded(self.data_dir.clone()),
+        }
+    }
+}
+
+fn serialize_store_url<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&crate::db::StoreLocation::parse(url).to_string()),
+        None => serializer.serialize_none(),
+    }
+}
+
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./tkr-data"),
+            url: None,
+            pool_size: crate::db::postgres::DEFAULT_POOL_SIZE,
             min_free_bytes: crate::store::space::DEFAULT_MIN_FREE_BYTES,
         }
     }

@@ -36,6 +36,7 @@ pub mod backup;
 mod embed;
 pub mod embedded;
 pub mod files;
+pub mod postgres;
 mod search;
 pub use search::{combine_query, HybridOptions, SearchMode, MAX_K, MAX_QUERY_PARTS};
 mod write;
@@ -43,7 +44,7 @@ mod write;
 pub use backend::StoreKind;
 pub use embed::{chunk_text, content_modality, image_content, ContentDocument, PreparedContent};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -81,6 +82,8 @@ pub enum DbError {
     Media(#[from] crate::media::MediaError),
     #[error(transparent)]
     Backup(#[from] backup::BackupError),
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
 }
 
 impl DbError {
@@ -102,6 +105,7 @@ impl DbError {
             DbError::Engine(e) => e.is_bad_input(),
             DbError::Media(e) => e.is_bad_input(),
             DbError::Backup(e) => e.is_bad_input(),
+            DbError::Postgres(e) => e.is_bad_input(),
             DbError::Index(_) | DbError::Internal(_) => false,
         }
     }
@@ -362,6 +366,38 @@ pub struct Change {
     pub deleted: bool,
 }
 
+/// Where a database lives (`--store`, `storage.url`, `TKR_STORE`; the data
+/// directory by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// The embedded store in a directory.
+    Embedded(PathBuf),
+    /// A PostgreSQL database (a `postgres://` URL).
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sled:DIR` or any
+    /// other text a directory.
+    pub fn parse(text: &str) -> StoreLocation {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return StoreLocation::Postgres(text.to_owned());
+        }
+        let dir = text.strip_prefix("sled:").unwrap_or(text);
+        StoreLocation::Embedded(PathBuf::from(dir))
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The directory, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Embedded(dir) => write!(f, "{}", dir.display()),
+            StoreLocation::Postgres(url) => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
+
 /// The database. `Send + Sync`: share it through an `Arc`. Dropping it
 /// saves the embedded store's index checkpoints (use [`Db::close`] to see
 /// errors).
@@ -377,6 +413,28 @@ impl Db {
     pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
         options.validate()?;
         Ok(Db::with_backend(Box::new(Embedded::open(dir, options)?)))
+    }
+
+    /// Opens or creates the database at `location`; `pool_size`:
+    /// connections kept at most (PostgreSQL).
+    pub fn open_at(location: &StoreLocation, options: DbOptions, pool_size: usize) -> Result<Db> {
+        options.validate()?;
+        let backend: Box<dyn Backend> = match location {
+            StoreLocation::Embedded(dir) => Box::new(Embedded::open(dir, options)?),
+            StoreLocation::Postgres(url) => {
+                Box::new(postgres::Postgres::open(url, options, pool_size)?)
+            }
+        };
+        Ok(Db::with_backend(backend))
+    }
+
+    /// The options an existing database at `location` was created with;
+    /// `None` if there is none.
+    pub fn stored_options_at(location: &StoreLocation) -> Result<Option<DbOptions>> {
+        match location {
+            StoreLocation::Embedded(dir) => Embedded::stored_options(dir),
+            StoreLocation::Postgres(url) => postgres::Postgres::stored_options(url),
+        }
     }
 
     /// A database over any store.

@@ -413,7 +413,13 @@ pub struct IndexStatsView {
 /// Database figures (CLI `stats`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsView {
-    pub data_dir: std::path::PathBuf,
+    /// `embedded` or `postgres`.
+    pub store: &'static str,
+    /// The data directory, or the PostgreSQL URL without its password.
+    pub location: String,
+    /// The embedded store's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<std::path::PathBuf>,
     pub model_id: String,
     pub dim: usize,
     pub dtype: String,
@@ -427,9 +433,14 @@ pub struct StatsView {
 }
 
 impl StatsView {
-    pub fn new(data_dir: &std::path::Path, s: &crate::db::DbStats) -> StatsView {
+    pub fn new(location: &crate::db::StoreLocation, s: &crate::db::DbStats) -> StatsView {
         StatsView {
-            data_dir: data_dir.to_owned(),
+            store: s.store.as_str(),
+            location: location.to_string(),
+            data_dir: match location {
+                crate::db::StoreLocation::Embedded(dir) => Some(dir.clone()),
+                crate::db::StoreLocation::Postgres(_) => None,
+            },
             model_id: s.model_id.clone(),
             dim: s.dim,
             dtype: s.dtype.clone(),

@@ -15,6 +15,7 @@ mod db_blobs;
 mod db_common;
 mod db_compressed;
 mod db_concurrency;
+mod db_conformance;
 mod db_deletes;
 mod db_durability;
 mod db_filters;
@@ -44,6 +45,7 @@ mod media_video;
 mod mlx_smoke;
 mod model_loading;
 mod model_parity;
+mod pg;
 mod preprocess;
 mod server_process;
 
