@@ -36,6 +36,7 @@ mod http_hardening;
 mod http_media;
 mod http_metrics;
 mod http_page;
+mod http_postgres;
 mod http_schema;
 mod media_chunk;
 mod media_detect;
