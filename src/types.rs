@@ -225,6 +225,12 @@ pub fn l2_normalize(v: &mut [f32]) -> Result<(), String> {
     if norm == 0.0 || !norm.is_finite() {
         return Err("vector has zero length".into());
     }
+    // Already unit length to float32 precision (each component rounded by
+    // at most 2^-24 relative): left as it is, so normalising is idempotent
+    // and stored vectors copied between stores stay bit for bit the same.
+    if (norm - 1.0).abs() <= f64::from(f32::EPSILON) {
+        return Ok(());
+    }
     // Divide in f64: for a vector of tiny (subnormal) components, 1/norm
     // does not fit an f32 and would turn every component into infinity.
     v.iter_mut()
@@ -311,6 +317,30 @@ mod tests {
         l2_normalize(&mut huge).unwrap();
         assert!(huge.iter().all(|x| x.is_finite()));
         assert!((huge[0] - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn normalizing_a_unit_vector_again_changes_no_bit() {
+        let mut state = 12345u64;
+        for dim in [3usize, 64, 1536, 3584] {
+            for _ in 0..50 {
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                    })
+                    .collect();
+                l2_normalize(&mut v).unwrap();
+                let once = v.clone();
+                l2_normalize(&mut v).unwrap();
+                assert!(
+                    once.iter().zip(&v).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "dim {dim}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod config_cmd;
 mod db_cmds;
 mod embed_cmd;
 mod import_cmd;
+mod migrate_cmd;
 mod serve_cmd;
 
 use std::path::PathBuf;
@@ -102,6 +103,9 @@ pub enum Command {
     Backup(backup_cmd::BackupArgs),
     /// Restore a backup into a new, empty data directory (--data-dir).
     Restore(backup_cmd::RestoreArgs),
+    /// Copy a database into another store (a directory or PostgreSQL),
+    /// vectors and content as stored; run it again to finish a copy.
+    Migrate(migrate_cmd::MigrateArgs),
     /// Serve the HTTP API (embeddings, collections, documents, search).
     Serve(serve_cmd::ServeArgs),
 }
@@ -182,6 +186,7 @@ fn run_command(cli: Cli) -> anyhow::Result<()> {
         Command::Reindex(args) => db_cmds::reindex(args, &loaded),
         Command::Backup(args) => backup_cmd::backup(args, &loaded),
         Command::Restore(args) => backup_cmd::restore(args, &loaded),
+        Command::Migrate(args) => migrate_cmd::run(args, &loaded),
         Command::Serve(args) => serve_cmd::run(args, &loaded),
         Command::Import(args) => import_cmd::run(args, &loaded),
     }

@@ -86,6 +86,8 @@ pub trait Backend: Send + Sync {
     /// The content; `Ok(None)` when the document has none; a missing
     /// document is `DbError::DocumentNotFound`.
     fn get_content(&self, collection: &str, id: &str) -> Result<Option<ContentData>>;
+    /// Which of `ids` the collection holds, in order.
+    fn contains(&self, collection: &str, ids: &[String]) -> Result<Vec<bool>>;
     /// All of a document's vectors, primary first, as stored (unit length).
     fn get_vectors(&self, collection: &str, id: &str) -> Result<Option<Vec<f32>>>;
 

@@ -36,6 +36,7 @@ pub mod backup;
 mod embed;
 pub mod embedded;
 pub mod files;
+pub mod migrate;
 pub mod postgres;
 mod search;
 pub use search::{combine_query, HybridOptions, SearchMode, MAX_K, MAX_QUERY_PARTS};
@@ -519,6 +520,11 @@ impl Db {
     /// document is [`DbError::DocumentNotFound`].
     pub fn get_content(&self, collection: &str, id: &str) -> Result<Option<ContentData>> {
         self.backend.get_content(collection, id)
+    }
+
+    /// Which of `ids` the collection holds, in order.
+    pub fn contains(&self, collection: &str, ids: &[String]) -> Result<Vec<bool>> {
+        self.backend.contains(collection, ids)
     }
 
     /// Counters of the store and of every index.

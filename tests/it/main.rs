@@ -8,6 +8,7 @@ mod cli_backup;
 mod cli_db;
 mod cli_import;
 mod cli_logging;
+mod cli_migrate;
 mod config;
 mod db_api;
 mod db_backup;

@@ -312,6 +312,13 @@ impl Backend for Embedded {
         }
     }
 
+    fn contains(&self, collection: &str, ids: &[String]) -> Result<Vec<bool>> {
+        let index = self.collection_index(collection)?;
+        ids.iter()
+            .map(|id| Ok(self.store.get_doc(index.collection_id(), id)?.is_some()))
+            .collect()
+    }
+
     fn get_vectors(&self, collection: &str, id: &str) -> Result<Option<Vec<f32>>> {
         self.stored_vectors(collection, id)
     }

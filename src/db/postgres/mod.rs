@@ -683,6 +683,20 @@ impl Backend for Postgres {
         }
     }
 
+    fn contains(&self, collection_name: &str, ids: &[String]) -> Result<Vec<bool>> {
+        let mut client = self.pool.get()?;
+        let c = collection(&mut *client, collection_name, false)?;
+        let found: std::collections::HashSet<String> = client
+            .query(
+                "SELECT id FROM tkr_documents WHERE collection_id = $1 AND id = ANY($2)",
+                &[&c.id, &ids],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(ids.iter().map(|id| found.contains(id)).collect())
+    }
+
     fn get_vectors(&self, collection_name: &str, id: &str) -> Result<Option<Vec<f32>>> {
         let mut client = self.pool.get()?;
         let c = collection(&mut *client, collection_name, false)?;
