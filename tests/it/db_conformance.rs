@@ -76,6 +76,7 @@ both_stores!(
     lexical_and_hybrid_search,
     stats_and_paging,
     another_model_is_refused,
+    compressed_and_high_dimensional_collections_score_exactly,
 );
 
 fn doc(seed: u64) -> NewDocument {
@@ -576,4 +577,80 @@ fn another_model_is_refused(store: &TestStore) {
     assert_eq!((stored.model_id.as_str(), stored.dim), (MODEL, DIM));
     // The right model still opens it.
     assert_eq!(store.open().list_collections().unwrap().len(), 1);
+}
+
+fn compressed_and_high_dimensional_collections_score_exactly(store: &TestStore) {
+    // Above 2,000 dimensions pgvector indexes half precision only, as it
+    // does for a collection asking for compressed (int8) vectors: scores
+    // must still be the exact float32 ones, and the nearest found.
+    let dim = 2048;
+    let db = store.open_with(DbOptions::new(MODEL, dim, "f32")).unwrap();
+    db.create_collection("plain").unwrap();
+    db.create_collection_with(
+        "small",
+        tkr_embed::db::CollectionOptions {
+            vectors: tkr_embed::types::VectorEncoding::Int8,
+            text_fields: Vec::new(),
+        },
+    )
+    .unwrap();
+    for collection in ["plain", "small"] {
+        let docs: Vec<NewDocument> = (0..40)
+            .map(|i| {
+                NewDocument::new(Modality::Image, random_unit(dim, i)).with_id(format!("d{i}"))
+            })
+            .collect();
+        db.insert_many(collection, docs).unwrap();
+        for probe in [5u64, 33] {
+            let query = random_unit(dim, probe);
+            let hits = db.search(collection, &query, 5, None).unwrap();
+            assert_eq!(hits[0].id, format!("d{probe}"), "{collection}");
+            for hit in &hits {
+                let i: u64 = hit.id[1..].parse().unwrap();
+                let exact: f32 = random_unit(dim, i)
+                    .iter()
+                    .zip(&query)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                assert!(
+                    (hit.score - exact).abs() < 1e-5,
+                    "{collection}: {} vs {exact}",
+                    hit.score
+                );
+            }
+        }
+        let stored = db.get_vector(collection, "d7").unwrap().unwrap();
+        assert_eq!(stored, random_unit(dim, 7));
+    }
+}
+
+#[test]
+fn postgres_tls_follows_sslmode() {
+    let pg = PgDatabase::new("tls");
+    // The test server offers no TLS: `prefer` (the default) connects in
+    // plain text, `require` is refused with a clear error.
+    let plain = format!("{}?sslmode=prefer", pg.url);
+    let db = Db::open_at(
+        &StoreLocation::Postgres(plain),
+        DbOptions::new(MODEL, DIM, "f32"),
+        1,
+    )
+    .unwrap();
+    db.create_collection("ok").unwrap();
+    let required = format!("{}?sslmode=require", pg.url);
+    let e = Db::open_at(
+        &StoreLocation::Postgres(required),
+        DbOptions::new(MODEL, DIM, "f32"),
+        1,
+    )
+    .err()
+    .expect("refused without TLS");
+    assert!(
+        matches!(
+            e,
+            DbError::Postgres(tkr_embed::db::postgres::PgError::Connect(_))
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().to_lowercase().contains("tls"), "{e}");
 }

@@ -174,7 +174,7 @@ impl Postgres {
     /// The model an existing database was created for (`None` for a
     /// database without our schema), so it can be opened without a model.
     pub fn stored_options(url: &str) -> Result<Option<DbOptions>> {
-        let mut client = postgres::Client::connect(url, postgres::NoTls)
+        let mut client = postgres::Client::connect(url, pool::tls_connector())
             .map_err(|e| DbError::Postgres(PgError::Connect(e.to_string())))?;
         let exists: bool = client
             .query_one("SELECT to_regclass('tkr_meta') IS NOT NULL", &[])?

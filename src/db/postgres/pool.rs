@@ -1,16 +1,23 @@
 //! A small blocking connection pool: up to `size` connections, opened on
 //! demand, handed out one per caller and put back when the guard drops
 //! (unless the connection broke). Callers wait up to `wait` for a free one.
+//!
+//! Connections use TLS as the URL's `sslmode` says: `disable`, `prefer`
+//! (the default: TLS when the server offers it) or `require`; the server's
+//! certificate is checked against the Mozilla root certificates.
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::PgError;
 
 pub struct Pool {
     config: Config,
+    tls: MakeRustlsConnect,
     size: usize,
     wait: Duration,
     state: Mutex<PoolState>,
@@ -27,6 +34,7 @@ impl Pool {
     pub fn new(config: Config, size: usize, wait: Duration) -> Pool {
         Pool {
             config,
+            tls: tls_connector(),
             size: size.max(1),
             wait,
             state: Mutex::new(PoolState {
@@ -56,7 +64,7 @@ impl Pool {
             if st.open < self.size {
                 st.open += 1;
                 drop(st);
-                return match self.config.connect(NoTls) {
+                return match self.config.connect(self.tls.clone()) {
                     Ok(client) => Ok(Pooled {
                         pool: self,
                         client: Some(client),
@@ -87,6 +95,20 @@ impl Pool {
         }
         self.freed.notify_one();
     }
+}
+
+/// TLS with the Mozilla root certificates and the ring crypto provider.
+pub fn tls_connector() -> MakeRustlsConnect {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    MakeRustlsConnect::new(config)
 }
 
 /// A connection on loan from the pool.
