@@ -39,7 +39,7 @@ use crate::index::lexical::text_units;
 use crate::index::{Filter, GroupBy, IndexHit, IndexStats};
 use crate::types::{now_ms, Modality, SegmentMatch, Span, VectorEncoding};
 use filter::{filter_sql, Params};
-use pool::Pool;
+use pool::{Pool, Pooled};
 use schema::VectorIndex;
 
 /// Connections a server keeps at most (`storage.pool_size`).
@@ -234,7 +234,7 @@ impl Postgres {
     #[allow(clippy::too_many_arguments)] // each is one independent choice of the caller
     fn vector_rows(
         &self,
-        tx: &mut Transaction<'_>,
+        client: &mut Pooled<'_>,
         c: &CollectionRow,
         query: &[f32],
         k: usize,
@@ -246,9 +246,7 @@ impl Postgres {
         let mut limit = k.max(1);
         loop {
             let ef = limit.clamp(self.options.index.ef_search.max(1), 1000);
-            tx.batch_execute(&format!(
-                "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = relaxed_order"
-            ))?;
+            client.set_ef_search(ef)?;
             let mut params = Params::default();
             let q = params.push(Vector::from(query.to_vec()));
             let mut conditions = format!("v.collection_id = {}", c.id);
@@ -267,7 +265,8 @@ impl Postgres {
                  WHERE {conditions} ORDER BY {} LIMIT {limit}",
                 kind.distance_sql(self.dim(), &q)
             );
-            let rows = tx.query(&sql, &params.as_refs())?;
+            let statement = client.statement(&sql)?;
+            let rows = client.query(&statement, &params.as_refs())?;
             let fetched = rows.len();
             let mut hits = rows
                 .iter()
@@ -286,7 +285,7 @@ impl Postgres {
     /// The best text units for `text`; rows best first.
     fn lexical_rows(
         &self,
-        tx: &mut Transaction<'_>,
+        client: &mut Pooled<'_>,
         c: &CollectionRow,
         text: &str,
         k: usize,
@@ -325,7 +324,8 @@ impl Postgres {
                  (SELECT {query} AS query) q \
                  WHERE {conditions} ORDER BY rank DESC, u.doc_id, u.segment LIMIT {limit}"
             );
-            let rows = tx.query(&sql, &params.as_refs())?;
+            let statement = client.statement(&sql)?;
+            let rows = client.query(&statement, &params.as_refs())?;
             let fetched = rows.len();
             let hits = rows
                 .iter()
@@ -725,10 +725,8 @@ impl Backend for Postgres {
         group: GroupBy,
     ) -> Result<Vec<Hit>> {
         let mut client = self.pool.get()?;
-        let mut tx = client.transaction()?;
-        let c = collection(&mut tx, collection_name, false)?;
-        let rows = self.vector_rows(&mut tx, &c, query, k, filter, exclude, group)?;
-        tx.commit()?;
+        let c = collection_cached(&mut client, collection_name)?;
+        let rows = self.vector_rows(&mut client, &c, query, k, filter, exclude, group)?;
         Ok(self.hits(rows, None))
     }
 
@@ -741,10 +739,8 @@ impl Backend for Postgres {
         group: GroupBy,
     ) -> Result<Vec<Hit>> {
         let mut client = self.pool.get()?;
-        let mut tx = client.transaction()?;
-        let c = collection(&mut tx, collection_name, false)?;
-        let rows = self.lexical_rows(&mut tx, &c, text, k, filter, group)?;
-        tx.commit()?;
+        let c = collection_cached(&mut client, collection_name)?;
+        let rows = self.lexical_rows(&mut client, &c, text, k, filter, group)?;
         Ok(self.hits(rows, None))
     }
 
@@ -760,11 +756,9 @@ impl Backend for Postgres {
     ) -> Result<Vec<Hit>> {
         let depth = hybrid_depth(k).min(MAX_K);
         let mut client = self.pool.get()?;
-        let mut tx = client.transaction()?;
-        let c = collection(&mut tx, collection_name, false)?;
-        let vector = self.vector_rows(&mut tx, &c, query, depth, filter, None, group)?;
-        let lexical = self.lexical_rows(&mut tx, &c, text, depth, filter, group)?;
-        tx.commit()?;
+        let c = collection_cached(&mut client, collection_name)?;
+        let vector = self.vector_rows(&mut client, &c, query, depth, filter, None, group)?;
+        let lexical = self.lexical_rows(&mut client, &c, text, depth, filter, group)?;
         let vector_hits: Vec<IndexHit> = vector.iter().map(|r| r.hit.clone()).collect();
         let lexical_hits: Vec<IndexHit> = lexical.iter().map(|r| r.hit.clone()).collect();
         let weights = (options.vector_weight, options.lexical_weight);
@@ -975,6 +969,21 @@ fn collection(
     };
     let row = client
         .query_opt(sql, &[&name])?
+        .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))?;
+    Ok(CollectionRow {
+        name: name.to_owned(),
+        id: row.get(0),
+        vectors: parse_encoding(row.get(1))?,
+        text_fields: parse_fields(row.get(2))?,
+    })
+}
+
+/// [`collection`] through the connection's prepared statement (searches).
+fn collection_cached(client: &mut Pooled<'_>, name: &str) -> Result<CollectionRow> {
+    let statement =
+        client.statement("SELECT id, vectors, text_fields FROM tkr_collections WHERE name = $1")?;
+    let row = client
+        .query_opt(&statement, &[&name])?
         .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))?;
     Ok(CollectionRow {
         name: name.to_owned(),
