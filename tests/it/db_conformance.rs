@@ -654,3 +654,35 @@ fn postgres_tls_follows_sslmode() {
     );
     assert!(e.to_string().to_lowercase().contains("tls"), "{e}");
 }
+
+#[test]
+fn postgres_servers_starting_together_migrate_once() {
+    let pg = PgDatabase::new("migrate_once");
+    let location = StoreLocation::Postgres(pg.url.clone());
+    std::thread::scope(|s| {
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    Db::open_at(&location, DbOptions::new(MODEL, DIM, "f32"), 1)
+                        .map(|db| db.list_collections().map(|c| c.len()))
+                })
+            })
+            .collect();
+        for handle in opened {
+            assert_eq!(handle.join().unwrap().unwrap().unwrap(), 0);
+        }
+    });
+    let mut client = pg.client();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM tkr_migrations ORDER BY version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, vec![1]);
+    let meta: i64 = client
+        .query_one("SELECT count(*) FROM tkr_meta", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(meta, 3);
+}
