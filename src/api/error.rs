@@ -137,7 +137,10 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                format!("the request took longer than server.timeout_secs ({limit_secs} s)"),
+                format!(
+                    "the request took longer than server.timeout_secs ({limit_secs} s) and \
+                     was stopped; it changed nothing"
+                ),
             )
         }
     }

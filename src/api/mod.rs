@@ -147,27 +147,37 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Middleware: a request that takes longer than `server.timeout_secs` is
-/// answered 503 and its handler dropped (not `POST /admin/backup`, whose
-/// time grows with the database). Embedding stops there; a file
-/// ingest on the blocking pool sees the handler's cancel flag and stores
-/// nothing. Only a write already committing (milliseconds) still lands, and
-/// it lands whole (one transaction).
+/// answered 503 `timeout` and its handler dropped (not `POST /admin/backup`,
+/// whose time grows with the database), and then it has changed nothing:
+/// the request's [`CommitGate`](crate::service::commit) is closed, so a
+/// write that has not reached the database never will (embedding stops, a
+/// file ingest on the blocking pool stores nothing). A write that reached
+/// it before the deadline (waiting for a checkpoint's lock, the fsync, the
+/// index update) is not cut off: the answer waits for it and is its real
+/// outcome, a little late, never a 503 for a write that lands anyway.
 async fn timeout(
     State(state): State<AppState>,
     request: Request<axum::body::Body>,
     next: Next,
 ) -> Response {
+    use crate::service::commit::{self, CommitGate};
     use axum::response::IntoResponse;
     if request.uri().path() == "/admin/backup" {
         return next.run(request).await;
     }
     let limit = Duration::from_secs(state.config.server.timeout_secs);
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            ApiError::timeout(limit.as_secs(), state.config.server.retry_after_secs).into_response()
-        }
+    let gate = CommitGate::default();
+    let handler = commit::scope(gate.clone(), next.run(request));
+    tokio::pin!(handler);
+    if let Ok(response) = tokio::time::timeout(limit, &mut handler).await {
+        return response;
     }
+    if gate.expire() {
+        return ApiError::timeout(limit.as_secs(), state.config.server.retry_after_secs)
+            .into_response();
+    }
+    tracing::debug!("a write began before server.timeout_secs passed; waiting for its outcome");
+    handler.await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then waits for
@@ -189,8 +199,9 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs);
-    // Every request answers within server.timeout_secs; a little more lets
-    // the last answers go out. Past that, shutdown goes on without them.
+    // Every request answers within server.timeout_secs (but a write that
+    // reached the database before then, which is waited for); a little more
+    // lets the last answers go out. Past that, shutdown goes on without them.
     let drain = Duration::from_secs(state.config.server.timeout_secs + 5);
     let slots = Arc::new(tokio::sync::Semaphore::new(
         state.config.server.max_connections,
