@@ -130,6 +130,15 @@ impl ApiError {
         }
     }
 
+    /// A class of routes has `cap` requests in flight already (see
+    /// [`concurrency`](super::concurrency)): 503 `overloaded` with
+    /// `Retry-After` (filled in by [`json_errors`]).
+    pub fn class_full(class: &str, setting: &str, cap: usize) -> ApiError {
+        ApiError::overloaded(format!(
+            "{cap} {class} requests are running already ({setting}); retry later"
+        ))
+    }
+
     /// The request ran past `server.timeout_secs`.
     pub fn timeout(limit_secs: u64, retry_after_secs: u64) -> ApiError {
         ApiError {

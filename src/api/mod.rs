@@ -8,6 +8,7 @@
 //! engine's own thread and is awaited.
 mod access;
 mod auth;
+mod concurrency;
 pub mod error;
 mod input;
 mod metrics;
@@ -53,6 +54,8 @@ pub struct Shared {
     metrics: metrics::Metrics,
     /// `server.api_keys` with their rate-limit buckets.
     keys: auth::Keys,
+    /// Requests in flight per class of route, capped.
+    caps: concurrency::Caps,
     started: Instant,
 }
 
@@ -72,6 +75,7 @@ impl AppState {
     ) -> Result<AppState, ServiceError> {
         let service = Service::new(Arc::clone(&db), Some(Arc::clone(&engine)), &config)?;
         let keys = auth::Keys::new(&config.server.api_keys);
+        let caps = concurrency::Caps::new(&config.server);
         Ok(AppState(Arc::new(Shared {
             service,
             db,
@@ -80,6 +84,7 @@ impl AppState {
             profile,
             metrics: metrics::Metrics::default(),
             keys,
+            caps,
             started: Instant::now(),
         })))
     }
@@ -128,8 +133,15 @@ pub fn app(state: AppState) -> Router {
         .route("/collections/{collection}/search", post(search::search))
         .route("/admin/backup", post(admin::backup))
         .fallback(system::not_found)
-        // Innermost first: body limit, auth, timeout, metrics, JSON errors.
+        // Innermost first: body limit, the class's cap (after auth, so
+        // requests without a valid key never hold a slot), auth, timeout
+        // (which drops the handler and so frees its slot), metrics, JSON
+        // errors.
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            concurrency::limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -1,6 +1,10 @@
 //! What a request over a limit gets ("Hardened server"): a 503 `timeout`
-//! means the request changed nothing, and a write that reached the database
-//! before the deadline is answered with its real outcome.
+//! means the request changed nothing, a write that reached the database
+//! before the deadline is answered with its real outcome, and each class of
+//! route has its own cap on requests in flight, so one kind of client
+//! cannot starve the others (nor `/health`).
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,4 +158,79 @@ fn a_timed_out_write_changes_nothing_and_a_retry_stores_it_once() {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
     }
     assert_eq!(s.documents("c"), 1);
+}
+
+/// A connection that sent an insert's headers and part of its body, and
+/// then stalls (a slow upload).
+fn stalled_insert(s: &TestServer) -> TcpStream {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.write_all(
+        b"POST /collections/c/documents HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"id\": ",
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn a_full_class_is_refused_at_once_and_the_others_still_answer() {
+    let mut config = test_config();
+    config.server.max_ingest_requests = 2;
+    config.server.retry_after_secs = 5;
+    let s = TestServer::with_config(config);
+    s.create_collection("c");
+    let r = s.post_json(
+        "/collections/c/documents",
+        &json!({"id": "a", "vector": random_unit(DIM, 1)}),
+    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+
+    // Two slow uploads take the two insert slots.
+    let held = [stalled_insert(&s), stalled_insert(&s)];
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    // A third insert, and a delete (same class): refused at once.
+    for r in [
+        s.post_json(
+            "/collections/c/documents",
+            &json!({"id": "b", "vector": random_unit(DIM, 2)}),
+        ),
+        s.delete("/collections/c/documents/a"),
+    ] {
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+        assert_eq!(r.code(), "overloaded");
+        assert_eq!(r.headers["retry-after"], "5");
+        let message = r.json["error"]["message"].as_str().unwrap();
+        assert!(message.contains("server.max_ingest_requests"), "{message}");
+    }
+    // Everyone else is served: health, a search, a read, an embedding.
+    assert_eq!(s.get("/health").status, StatusCode::OK);
+    let r = s.post_json(
+        "/collections/c/search",
+        &json!({"vector": random_unit(DIM, 1), "k": 1}),
+    );
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["hits"][0]["id"], "a");
+    assert_eq!(s.get("/collections/c/documents/a").status, StatusCode::OK);
+    let r = s.post_json("/embed/text", &json!({"texts": ["still embedding"]}));
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The slow clients go away: their slots are free again.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = s.post_json(
+            "/collections/c/documents",
+            &json!({"id": "b", "vector": random_unit(DIM, 2)}),
+        );
+        if r.status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(r.code(), "overloaded", "{}", r.json);
+        assert!(Instant::now() < deadline, "the slots were not freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.documents("c"), 2);
 }
