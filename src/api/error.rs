@@ -350,7 +350,7 @@ fn store_error(e: &StoreError, message: String) -> ApiError {
             "insufficient_storage",
             message,
         ),
-        StoreError::ReadOnly(_) => ApiError::new(
+        StoreError::ReadOnly(_) | StoreError::ReadOnlyAtOpen(_) => ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "read_only_storage",
             message,

@@ -388,6 +388,7 @@ impl Db {
         if options.model_id.is_empty() {
             return Err(DbError::BadInput("model id is empty".into()));
         }
+        crate::store::space::refuse_read_only(&dir)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| DbError::Internal(format!("creating {}: {e}", dir.display())))?;
         let store = Store::open(
