@@ -131,6 +131,15 @@ impl ApiError {
         }
     }
 
+    /// A class of routes has `cap` requests in flight already (see
+    /// [`concurrency`](super::concurrency)): 503 `overloaded` with
+    /// `Retry-After` (filled in by [`json_errors`]).
+    pub fn class_full(class: &str, setting: &str, cap: usize) -> ApiError {
+        ApiError::overloaded(format!(
+            "{cap} {class} requests are running already ({setting}); retry later"
+        ))
+    }
+
     /// The request ran past `server.timeout_secs`.
     pub fn timeout(limit_secs: u64, retry_after_secs: u64) -> ApiError {
         ApiError {
@@ -138,7 +147,10 @@ impl ApiError {
             ..ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
-                format!("the request took longer than server.timeout_secs ({limit_secs} s)"),
+                format!(
+                    "the request took longer than server.timeout_secs ({limit_secs} s) and \
+                     was stopped; it changed nothing"
+                ),
             )
         }
     }
@@ -353,7 +365,7 @@ fn store_error(e: &StoreError, message: String) -> ApiError {
             "insufficient_storage",
             message,
         ),
-        StoreError::ReadOnly(_) => ApiError::new(
+        StoreError::ReadOnly(_) | StoreError::ReadOnlyAtOpen(_) => ApiError::new(
             StatusCode::INSUFFICIENT_STORAGE,
             "read_only_storage",
             message,

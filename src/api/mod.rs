@@ -8,6 +8,7 @@
 //! engine's own thread and is awaited.
 mod access;
 mod auth;
+mod concurrency;
 pub mod error;
 mod input;
 mod metrics;
@@ -53,6 +54,8 @@ pub struct Shared {
     metrics: metrics::Metrics,
     /// `server.api_keys` with their rate-limit buckets.
     keys: auth::Keys,
+    /// Requests in flight per class of route, capped.
+    caps: concurrency::Caps,
     started: Instant,
 }
 
@@ -72,6 +75,7 @@ impl AppState {
     ) -> Result<AppState, ServiceError> {
         let service = Service::new(Arc::clone(&db), Some(Arc::clone(&engine)), &config)?;
         let keys = auth::Keys::new(&config.server.api_keys);
+        let caps = concurrency::Caps::new(&config.server);
         Ok(AppState(Arc::new(Shared {
             service,
             db,
@@ -80,6 +84,7 @@ impl AppState {
             profile,
             metrics: metrics::Metrics::default(),
             keys,
+            caps,
             started: Instant::now(),
         })))
     }
@@ -128,8 +133,15 @@ pub fn app(state: AppState) -> Router {
         .route("/collections/{collection}/search", post(search::search))
         .route("/admin/backup", post(admin::backup))
         .fallback(system::not_found)
-        // Innermost first: body limit, auth, timeout, metrics, JSON errors.
+        // Innermost first: body limit, the class's cap (after auth, so
+        // requests without a valid key never hold a slot), auth, timeout
+        // (which drops the handler and so frees its slot), metrics, JSON
+        // errors.
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            concurrency::limit,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -147,27 +159,37 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Middleware: a request that takes longer than `server.timeout_secs` is
-/// answered 503 and its handler dropped (not `POST /admin/backup`, whose
-/// time grows with the database). Embedding stops there; a file
-/// ingest on the blocking pool sees the handler's cancel flag and stores
-/// nothing. Only a write already committing (milliseconds) still lands, and
-/// it lands whole (one transaction).
+/// answered 503 `timeout` and its handler dropped (not `POST /admin/backup`,
+/// whose time grows with the database), and then it has changed nothing:
+/// the request's [`CommitGate`](crate::service::commit) is closed, so a
+/// write that has not reached the database never will (embedding stops, a
+/// file ingest on the blocking pool stores nothing). A write that reached
+/// it before the deadline (waiting for a checkpoint's lock, the fsync, the
+/// index update) is not cut off: the answer waits for it and is its real
+/// outcome, a little late, never a 503 for a write that lands anyway.
 async fn timeout(
     State(state): State<AppState>,
     request: Request<axum::body::Body>,
     next: Next,
 ) -> Response {
+    use crate::service::commit::{self, CommitGate};
     use axum::response::IntoResponse;
     if request.uri().path() == "/admin/backup" {
         return next.run(request).await;
     }
     let limit = Duration::from_secs(state.config.server.timeout_secs);
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            ApiError::timeout(limit.as_secs(), state.config.server.retry_after_secs).into_response()
-        }
+    let gate = CommitGate::default();
+    let handler = commit::scope(gate.clone(), next.run(request));
+    tokio::pin!(handler);
+    if let Ok(response) = tokio::time::timeout(limit, &mut handler).await {
+        return response;
     }
+    if gate.expire() {
+        return ApiError::timeout(limit.as_secs(), state.config.server.retry_after_secs)
+            .into_response();
+    }
+    tracing::debug!("a write began before server.timeout_secs passed; waiting for its outcome");
+    handler.await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then waits for
@@ -189,8 +211,9 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = Duration::from_secs(state.config.server.header_timeout_secs);
-    // Every request answers within server.timeout_secs; a little more lets
-    // the last answers go out. Past that, shutdown goes on without them.
+    // Every request answers within server.timeout_secs (but a write that
+    // reached the database before then, which is waited for); a little more
+    // lets the last answers go out. Past that, shutdown goes on without them.
     let drain = Duration::from_secs(state.config.server.timeout_secs + 5);
     let slots = Arc::new(tokio::sync::Semaphore::new(
         state.config.server.max_connections,

@@ -7,6 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::access::{access, Access};
+use super::concurrency::class;
 use super::routes::{admin, collections, content, documents, embed, search, system};
 use crate::config::ServerConfig;
 
@@ -65,7 +66,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         search::search,
         admin::backup,
     ),
-    modifiers(&BearerAuth, &KeyResponses),
+    modifiers(&BearerAuth, &KeyResponses, &BusyResponses),
     security(("bearer" = []))
 )]
 struct ApiDoc;
@@ -150,6 +151,55 @@ impl Modify for KeyResponses {
                         .responses
                         .insert((*status).to_owned(), response.clone().into());
                 }
+            }
+        }
+    }
+}
+
+/// Every route but `/health` may answer 503: its class of routes is full
+/// (`overloaded`, see [`super::concurrency`]) or it ran past
+/// `server.timeout_secs` (`timeout`). Routes that document their own 503
+/// keep it.
+struct BusyResponses;
+
+impl Modify for BusyResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{header::HeaderBuilder, Content, Object, Ref, ResponseBuilder, Type};
+        let busy = ResponseBuilder::new()
+            .description(
+                "Too many requests of this route's class at once (`overloaded`), or \
+                 over `server.timeout_secs` (`timeout`: nothing was changed)",
+            )
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(Some(Object::with_type(Type::Integer)))
+                    .description(Some("`server.retry_after_secs`"))
+                    .build(),
+            )
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                (Method::GET, item.get.as_mut()),
+                (Method::POST, item.post.as_mut()),
+                (Method::PUT, item.put.as_mut()),
+                (Method::PATCH, item.patch.as_mut()),
+                (Method::DELETE, item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                if class(&method, path).is_none() {
+                    continue;
+                }
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| busy.clone().into());
             }
         }
     }

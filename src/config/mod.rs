@@ -200,6 +200,20 @@ pub struct ServerConfig {
     pub header_timeout_secs: u64,
     /// Most open client connections; further ones are closed at once.
     pub max_connections: usize,
+    /// Most document inserts (JSON or file uploads) and deletes in flight
+    /// at once; more are answered 503 `overloaded` at once. Each class of
+    /// route has its own cap, so slow clients of one (uploads trickling in)
+    /// cannot starve the others; `/health` is never limited.
+    pub max_ingest_requests: usize,
+    /// Most searches and embedding requests (`/embed/*`, `/v1/embeddings`)
+    /// in flight at once.
+    pub max_query_requests: usize,
+    /// Most reads (collections, documents, content, thumbnails, `/info`,
+    /// `/metrics`, the web page) in flight at once.
+    pub max_read_requests: usize,
+    /// Most admin requests (create and drop collections, `/admin/*`) in
+    /// flight at once.
+    pub max_admin_requests: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
     /// Largest decoded image (width × height) accepted, checked before decoding.
@@ -314,6 +328,10 @@ impl Default for ServerConfig {
             timeout_secs: 120,
             header_timeout_secs: 10,
             max_connections: 512,
+            max_ingest_requests: 16,
+            max_query_requests: 128,
+            max_read_requests: 128,
+            max_admin_requests: 4,
             max_body_bytes: 64 * 1024 * 1024,
             max_image_pixels: 64_000_000,
             max_inputs_per_request: 256,
@@ -478,6 +496,10 @@ impl Config {
             ("server.timeout_secs", s.timeout_secs),
             ("server.header_timeout_secs", s.header_timeout_secs),
             ("server.max_connections", s.max_connections as u64),
+            ("server.max_ingest_requests", s.max_ingest_requests as u64),
+            ("server.max_query_requests", s.max_query_requests as u64),
+            ("server.max_read_requests", s.max_read_requests as u64),
+            ("server.max_admin_requests", s.max_admin_requests as u64),
             ("server.max_body_bytes", s.max_body_bytes as u64),
             ("server.max_image_pixels", s.max_image_pixels),
             (

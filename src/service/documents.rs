@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::views::{CollectionView, DocumentPage, DocumentView, Inserted};
-use super::{blocking, cancelled, CancelOnDrop, ImageInput, Result, Service, ServiceError};
+use super::{blocking, cancelled, commit, CancelOnDrop, ImageInput, Result, Service, ServiceError};
 use crate::db::files::{embed_file, merge_summary, Progress};
 use crate::db::{CollectionOptions, ContentData, ContentDocument, DbError};
 use crate::media::{detect_kind, MediaKind};
@@ -105,7 +105,7 @@ impl Service {
             text_fields,
         };
         let info = self
-            .with_db(move |db| db.create_collection_with(&name, options))
+            .write_db(move |db| db.create_collection_with(&name, options))
             .await?;
         Ok(CollectionView::from(&info))
     }
@@ -113,7 +113,7 @@ impl Service {
     /// Creates the collection unless it exists (CLI inserts).
     pub async fn ensure_collection(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
-        self.with_db(move |db| {
+        self.write_db(move |db| {
             if !db.list_collections()?.iter().any(|c| c.name == name) {
                 db.create_collection(&name)?;
             }
@@ -124,7 +124,7 @@ impl Service {
 
     pub async fn drop_collection(&self, name: &str) -> Result<()> {
         let owned = name.to_owned();
-        if !self.with_db(move |db| db.drop_collection(&owned)).await? {
+        if !self.write_db(move |db| db.drop_collection(&owned)).await? {
             return Err(DbError::UnknownCollection(name.to_owned()).into());
         }
         Ok(())
@@ -169,7 +169,7 @@ impl Service {
         let modality = prepared.modality;
         let document = prepared.into_document(vector)?;
         let name = collection.to_owned();
-        let id = self.with_db(move |db| db.insert(&name, document)).await?;
+        let id = self.write_db(move |db| db.insert(&name, document)).await?;
         Ok(Inserted {
             id,
             modality: modality.as_str().to_owned(),
@@ -237,6 +237,7 @@ impl Service {
         let collection = collection.to_owned();
         let cancel = CancelOnDrop::default();
         let flag = cancel.flag();
+        let gate = commit::current();
         let inserted = blocking(move || -> Result<Inserted> {
             let progress: Progress<'_> = &*progress;
             let temp;
@@ -262,6 +263,7 @@ impl Service {
             if cancelled(&flag) {
                 return Err(ServiceError::Cancelled);
             }
+            commit::begin(gate.as_ref())?;
             Ok(Inserted {
                 id: db.insert(&collection, document)?,
                 modality: modality.as_str().to_owned(),
@@ -312,7 +314,7 @@ impl Service {
 
     pub async fn delete(&self, collection: &str, id: &str) -> Result<()> {
         let (c, i) = (collection.to_owned(), id.to_owned());
-        if !self.with_db(move |db| db.delete(&c, &i)).await? {
+        if !self.write_db(move |db| db.delete(&c, &i)).await? {
             return Err(DbError::DocumentNotFound {
                 collection: collection.to_owned(),
                 id: id.to_owned(),

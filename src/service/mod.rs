@@ -11,6 +11,7 @@
 //! database calls and input preparation run on tokio's blocking pool. The
 //! CLI drives them with a small runtime ([`block_on`]).
 mod backup;
+pub mod commit;
 mod documents;
 mod embed;
 mod error;
@@ -133,6 +134,21 @@ impl Service {
     ) -> Result<T> {
         let db = Arc::clone(&self.db);
         Ok(blocking(move || f(&db)).await??)
+    }
+
+    /// Runs a database write on the blocking pool, unless the request's
+    /// deadline passed first (see [`commit`]): then nothing is written.
+    pub async fn write_db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> crate::db::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = Arc::clone(&self.db);
+        let gate = commit::current();
+        blocking(move || {
+            commit::begin(gate.as_ref())?;
+            Ok(f(&db)?)
+        })
+        .await?
     }
 
     /// Embeds requests together (so the engine can batch them); results in

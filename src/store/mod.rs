@@ -119,6 +119,15 @@ pub enum StoreError {
     },
     #[error("{} is on a read-only file system: writes are refused, reads still work", .0.display())]
     ReadOnly(PathBuf),
+    /// Found at open: sled writes while opening (its lock, its log), so a
+    /// database on a read-only file system cannot be opened at all.
+    #[error(
+        "{} is on a read-only file system, and the database cannot be opened there \
+         (opening it writes to it): remount it read-write, or copy the data directory \
+         to writable storage",
+        .0.display()
+    )]
+    ReadOnlyAtOpen(PathBuf),
     #[error(
         "the store hit an I/O error ({0}); it refuses writes until the server restarts \
          (reads still work, and no acknowledged write is lost)"
@@ -471,6 +480,7 @@ impl Drop for Store {
 /// the same database was dropped (a reopen in the same process, a quick
 /// restart). After that, the lock error stands (another process has it).
 fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    space::refuse_read_only(dir)?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
         match sled::Config::new().path(dir).open() {

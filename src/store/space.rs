@@ -119,6 +119,20 @@ impl SpaceGuard {
     }
 }
 
+/// Refuses to open a database in `dir` (or to create it there) when the
+/// file system holding it, or the nearest directory above it that exists,
+/// is read-only: a clear message naming the directory, rather than sled's
+/// bare "Read-only file system" from somewhere inside its open.
+pub fn refuse_read_only(dir: &Path) -> Result<(), StoreError> {
+    let Some(existing) = dir.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    match disk_state(existing) {
+        Ok(state) if state.read_only => Err(StoreError::ReadOnlyAtOpen(existing.to_path_buf())),
+        _ => Ok(()),
+    }
+}
+
 /// Free space and the read-only flag of the file system holding `path`.
 #[cfg(unix)]
 pub fn disk_state(path: &Path) -> std::io::Result<DiskState> {

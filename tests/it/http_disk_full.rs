@@ -320,3 +320,121 @@ fn a_disk_filled_under_sled_fails_writes_fast_and_a_restart_recovers() {
     }
     assert_eq!(api.insert("after-restart", 10).0, StatusCode::CREATED);
 }
+
+/// A read-only bind mount of a directory over itself (what a container's
+/// `:ro` volume is); unmounted when dropped. Files the server already has
+/// open stay writable underneath, as they do in life, but every check of
+/// the path sees a read-only file system.
+struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    fn mount(dir: &Path) -> ReadOnlyBind {
+        let bind = Command::new("mount")
+            .arg("--bind")
+            .arg(dir)
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(bind.success(), "mount --bind {}", dir.display());
+        let bound = ReadOnlyBind(dir.to_path_buf());
+        let ro = Command::new("mount")
+            .args(["-o", "remount,ro,bind"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ro.success(), "remount,ro,bind {}", dir.display());
+        bound
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A data directory that turns read-only under a running server: writes
+/// get 507 `read_only_storage` naming it, reads go on, writes resume when
+/// it is writable again. A server started on a read-only data directory
+/// (sled writes to open a database, so it cannot serve even reads) stops
+/// at once with one line naming the directory and what to do.
+#[test]
+fn a_read_only_data_dir_refuses_writes_keeps_reads_and_a_start_on_it_fails_clearly() {
+    let Some(disk) = Tmpfs::mount(48) else { return };
+    let data = disk.dir.join("db");
+    let log = disk.parent.path().join("server.log");
+    let mut server = start(&data, &log, RESERVE);
+    let api = Api::new(&server);
+    assert_eq!(
+        api.post("/collections", json!({"name": "c"})).0,
+        StatusCode::CREATED
+    );
+    let acked: Vec<String> = (0..5).map(|i| format!("d{i}")).collect();
+    for id in &acked {
+        assert_eq!(api.insert(id, 100).0, StatusCode::CREATED, "{id}");
+    }
+
+    let read_only = ReadOnlyBind::mount(&data);
+    for (what, (status, body)) in [
+        ("insert", api.insert("later", 100)),
+        ("delete", api.delete("/collections/c/documents/d1")),
+        ("create", api.post("/collections", json!({"name": "d"}))),
+    ] {
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "read_only_storage", "{what}: {body}");
+        assert!(message(&body).contains("read-only"), "{what}: {body}");
+        assert!(
+            message(&body).contains(&data.display().to_string()),
+            "{what}: {body}"
+        );
+    }
+    reads_work(&api, &acked);
+
+    // Writable again: writes resume without a restart.
+    drop(read_only);
+    assert_eq!(api.insert("after", 100).0, StatusCode::CREATED);
+    let stopped = server.terminate(Duration::from_secs(20));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "SIGTERM: {stopped:?}\n{}",
+        log_tail(&log)
+    );
+
+    // Starting on it while read-only: a clear refusal, not a half-start.
+    let read_only = ReadOnlyBind::mount(&data);
+    let out = Command::new(env!("CARGO_BIN_EXE_tkr-embed"))
+        .arg("--model")
+        .arg(crate::model_parity::fixture_dir().join("model"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--log-level", "warn", "serve", "--port", "0"])
+        .current_dir(disk.parent.path())
+        .env("TKR_STORAGE_MIN_FREE_BYTES", RESERVE)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "{stderr}"
+    );
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error:")
+            && last.contains("read-only file system")
+            && last.contains(&data.display().to_string())
+            && last.contains("remount it read-write"),
+        "{stderr}"
+    );
+    drop(read_only);
+
+    // And nothing was lost.
+    let server = start(&data, &log, RESERVE);
+    let api = Api::new(&server);
+    for id in acked.iter().chain([&"after".to_owned()]) {
+        let (status, doc) = api.get(&format!("/collections/c/documents/{id}"));
+        assert_eq!(status, StatusCode::OK, "{id} lost: {doc}");
+    }
+    let (_, c) = api.get("/collections/c");
+    assert_eq!(c["documents"], acked.len() + 1, "{c}");
+}

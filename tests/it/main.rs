@@ -34,6 +34,7 @@ mod http_crash_loop;
 mod http_disk_full;
 mod http_errors;
 mod http_hardening;
+mod http_limits;
 mod http_media;
 mod http_metrics;
 mod http_page;

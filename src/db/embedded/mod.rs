@@ -66,6 +66,7 @@ impl Embedded {
     /// models when the database was created for another model or dimension.
     pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Embedded> {
         let dir = dir.as_ref().to_path_buf();
+        crate::store::space::refuse_read_only(&dir)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| DbError::Internal(format!("creating {}: {e}", dir.display())))?;
         let store = Store::open(
