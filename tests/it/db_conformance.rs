@@ -686,3 +686,35 @@ fn postgres_servers_starting_together_migrate_once() {
         .get(0);
     assert_eq!(meta, 3);
 }
+
+#[test]
+fn postgres_that_cannot_be_reached_is_a_clear_unavailable_error() {
+    // A port nobody listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://tkr:secret@127.0.0.1:{port}/nowhere");
+    let e = Db::open_at(
+        &StoreLocation::Postgres(url.clone()),
+        DbOptions::new(MODEL, DIM, "f32"),
+        1,
+    )
+    .err()
+    .expect("nothing listens there");
+    assert!(
+        matches!(
+            e,
+            DbError::Postgres(tkr_embed::db::postgres::PgError::Connect(_))
+        ),
+        "{e}"
+    );
+    assert!(!e.is_bad_input());
+    // The password is never shown.
+    assert_eq!(
+        StoreLocation::parse(&url).to_string(),
+        format!("postgres://tkr:***@127.0.0.1:{port}/nowhere")
+    );
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
