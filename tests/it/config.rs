@@ -285,3 +285,38 @@ fn scoped_keys_from_the_environment_are_a_json_list() {
     );
     assert!(!msg.contains("env-secret"), "{msg}");
 }
+
+#[test]
+fn the_store_comes_from_tkr_store_and_prints_without_its_password() {
+    use tkr_embed::db::StoreLocation;
+    let loaded = load(&ConfigInputs::default()).unwrap();
+    assert_eq!(
+        loaded.config.storage.location(),
+        StoreLocation::Embedded(PathBuf::from("./tkr-data"))
+    );
+    let url = "postgres://tkr:hunter2@db.internal:5432/media";
+    let loaded = load(&ConfigInputs {
+        env: env(&[("TKR_STORE", url)]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        loaded.config.storage.location(),
+        StoreLocation::Postgres(url.to_owned())
+    );
+    let shown = serde_json::to_value(&loaded.config).unwrap();
+    assert_eq!(
+        shown["storage"]["url"],
+        "postgres://tkr:***@db.internal:5432/media"
+    );
+    assert!(!shown.to_string().contains("hunter2"));
+    let loaded = load(&ConfigInputs {
+        env: env(&[("TKR_STORE", "sled:/srv/tkr")]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        loaded.config.storage.location(),
+        StoreLocation::Embedded(PathBuf::from("/srv/tkr"))
+    );
+}
