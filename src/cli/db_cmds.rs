@@ -161,6 +161,7 @@ fn open(loaded: &ConfigSources, mut options: DbOptions) -> anyhow::Result<Db> {
     let storage = &loaded.config.storage;
     let location = storage.location();
     options.min_free_bytes = storage.min_free_bytes;
+    options.cache_bytes = storage.cache_bytes;
     Db::open_at(&location, options, storage.pool_size)
         .with_context(|| format!("cannot open the database in {location}"))
 }

@@ -35,6 +35,7 @@ pub fn run(args: MigrateArgs, loaded: &ConfigSources) -> anyhow::Result<()> {
     };
     let mut options_to = options.clone();
     options_to.min_free_bytes = storage.min_free_bytes;
+    options_to.cache_bytes = storage.cache_bytes;
     let source = Db::open_at(&from, options, storage.pool_size)
         .with_context(|| format!("cannot open {from}"))?;
     let target = Db::open_at(&to, options_to, storage.pool_size)

@@ -263,6 +263,8 @@ pub struct StorageConfig {
     pub url: Option<String>,
     /// PostgreSQL: connections this process keeps at most.
     pub pool_size: usize,
+    /// Embedded store: bytes sled may keep in its page cache.
+    pub cache_bytes: u64,
     /// Free bytes to keep on the data dir's file system: writes that would
     /// go below are refused (HTTP 507) and resume once space is back.
     pub min_free_bytes: u64,
@@ -375,6 +377,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./tkr-data"),
             url: None,
             pool_size: crate::db::postgres::DEFAULT_POOL_SIZE,
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
             min_free_bytes: crate::store::space::DEFAULT_MIN_FREE_BYTES,
         }
     }

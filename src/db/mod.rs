@@ -143,6 +143,9 @@ pub struct DbOptions {
     /// Free bytes the data dir's file system must keep; writes that would
     /// go below are refused (`storage.min_free_bytes`).
     pub min_free_bytes: u64,
+    /// The embedded store's page cache (sled), bytes at most
+    /// (`storage.cache_bytes`).
+    pub cache_bytes: u64,
 }
 
 impl DbOptions {
@@ -155,6 +158,7 @@ impl DbOptions {
             checkpoint_on_close: true,
             checkpoint_every_changes: Some(100_000),
             min_free_bytes: crate::store::space::DEFAULT_MIN_FREE_BYTES,
+            cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 

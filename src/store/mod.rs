@@ -479,11 +479,15 @@ impl Drop for Store {
 /// background threads release the lock a little after the last handle of
 /// the same database was dropped (a reopen in the same process, a quick
 /// restart). After that, the lock error stands (another process has it).
-fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     space::refuse_read_only(dir)?;
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match sled::Config::new().path(dir).open() {
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
@@ -500,6 +504,9 @@ fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// sled's page cache by default (`storage.cache_bytes`): sled's own default.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+
 /// Longest [`open_sled`] waits for sled's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -507,7 +514,18 @@ impl Store {
     /// Opens (or creates) the database in `dir`, refusing one made for a
     /// different model id or dimension.
     pub fn open(dir: &Path, model_id: &str, dim: u32, dtype: &str) -> Result<Store, StoreError> {
-        let db = open_sled(dir)?;
+        Store::open_with_cache(dir, model_id, dim, dtype, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with sled's page cache capped at `cache_bytes`.
+    pub fn open_with_cache(
+        dir: &Path,
+        model_id: &str,
+        dim: u32,
+        dtype: &str,
+        cache_bytes: u64,
+    ) -> Result<Store, StoreError> {
+        let db = open_sled(dir, cache_bytes)?;
         let tree = |name: &str| db.open_tree(name);
         let store_trees = (
             tree("meta")?,
@@ -580,7 +598,7 @@ impl Store {
         if !dir.join("conf").is_file() {
             return Ok(None);
         }
-        let db = open_sled(dir)?;
+        let db = open_sled(dir, DEFAULT_CACHE_BYTES)?;
         let meta = db.open_tree("meta")?.get(KEY_STORE_META)?;
         Ok(meta.map(|bytes| decode(&bytes)).transpose()?)
     }

@@ -242,7 +242,7 @@ impl StoreLoader {
                 dir.display()
             )));
         }
-        let db = open_sled(dir)?;
+        let db = open_sled(dir, super::DEFAULT_CACHE_BYTES)?;
         let mut trees = HashMap::new();
         for tree in SnapshotTree::ALL {
             trees.insert(tree, db.open_tree(tree.name())?);

@@ -69,11 +69,12 @@ impl Embedded {
         crate::store::space::refuse_read_only(&dir)?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| DbError::Internal(format!("creating {}: {e}", dir.display())))?;
-        let store = Store::open(
+        let store = Store::open_with_cache(
             &dir.join("sled"),
             &options.model_id,
             options.dim as u32,
             &options.dtype,
+            options.cache_bytes,
         )?;
         store.set_min_free_bytes(options.min_free_bytes);
         let index_dir = dir.join("index");
