@@ -15,6 +15,9 @@
 //! its documents are durable: fsync'ed by sled, committed by PostgreSQL),
 //! then 16 threads inserting one document per call (5,000 documents).
 //! Searches: one thread, k = 10, the default `ef_search` (64) for both.
+//! PostgreSQL runs with `synchronous_commit = on` for the bench database
+//! (a commit returns after its WAL is flushed), whatever the server's
+//! default.
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -111,6 +114,11 @@ fn pg_url(given: &Option<String>) -> String {
         .unwrap();
     client
         .batch_execute("CREATE DATABASE tkr_bench_stores")
+        .unwrap();
+    // The test server runs with synchronous_commit off; a durable insert
+    // needs it on (the default of a stock PostgreSQL).
+    client
+        .batch_execute("ALTER DATABASE tkr_bench_stores SET synchronous_commit = on")
         .unwrap();
     format!("{}/tkr_bench_stores", server.rsplit_once('/').unwrap().0)
 }
