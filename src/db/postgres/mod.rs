@@ -176,29 +176,8 @@ impl Postgres {
     pub fn stored_options(url: &str) -> Result<Option<DbOptions>> {
         let mut client = postgres::Client::connect(url, pool::tls_connector())
             .map_err(|e| DbError::Postgres(PgError::Connect(e.to_string())))?;
-        let exists: bool = client
-            .query_one("SELECT to_regclass('tkr_meta') IS NOT NULL", &[])?
-            .get(0);
-        if !exists {
-            return Ok(None);
-        }
-        let rows = client.query("SELECT key, value FROM tkr_meta", &[])?;
-        let get = |key: &str| {
-            rows.iter()
-                .find(|r| r.get::<_, &str>(0) == key)
-                .map(|r| r.get::<_, String>(1))
-        };
-        let (Some(model), Some(dim)) = (get("model_id"), get("dim")) else {
-            return Ok(None);
-        };
-        let dim = dim
-            .parse()
-            .map_err(|_| PgError::Schema(format!("tkr_meta has a bad dimension {dim:?}")))?;
-        Ok(Some(DbOptions::new(
-            model,
-            dim,
-            get("dtype").unwrap_or_default(),
-        )))
+        let meta = schema::read_meta(&mut client)?;
+        Ok(meta.map(|m| DbOptions::new(m.model_id, m.dim, m.dtype)))
     }
 
     fn dim(&self) -> usize {
@@ -243,43 +222,37 @@ impl Postgres {
         group: GroupBy,
     ) -> Result<Vec<HitRow>> {
         let kind = VectorIndex::choose(self.dim(), c.vectors);
-        let mut limit = k.max(1);
-        loop {
+        let mut params = Params::default();
+        let q = params.push(Vector::from(query.to_vec()));
+        let mut conditions = format!("v.collection_id = {}", c.id);
+        if let Some(id) = exclude {
+            conditions.push_str(&format!(" AND v.doc_id <> {}", params.push(id.to_owned())));
+        }
+        if let Some(f) = filter {
+            conditions.push_str(" AND ");
+            conditions.push_str(&filter_sql(f, &c.name, &mut params));
+        }
+        let order = kind.distance_sql(self.dim(), &q);
+        fetch_until_k(k, group, |limit| {
             let ef = limit.clamp(self.options.index.ef_search.max(1), 1000);
             client.set_ef_search(ef)?;
-            let mut params = Params::default();
-            let q = params.push(Vector::from(query.to_vec()));
-            let mut conditions = format!("v.collection_id = {}", c.id);
-            if let Some(id) = exclude {
-                conditions.push_str(&format!(" AND v.doc_id <> {}", params.push(id.to_owned())));
-            }
-            if let Some(f) = filter {
-                conditions.push_str(" AND ");
-                conditions.push_str(&filter_sql(f, &c.name, &mut params));
-            }
             let sql = format!(
                 "SELECT v.doc_id, v.segment, (v.embedding <=> {q})::float8, d.seq, d.modality, \
                  d.metadata, d.segments \
                  FROM tkr_vectors v JOIN tkr_documents d \
                  ON d.collection_id = v.collection_id AND d.id = v.doc_id \
-                 WHERE {conditions} ORDER BY {} LIMIT {limit}",
-                kind.distance_sql(self.dim(), &q)
+                 WHERE {conditions} ORDER BY {order} LIMIT {limit}"
             );
             let statement = client.statement(&sql)?;
-            let rows = client.query(&statement, &params.as_refs())?;
-            let fetched = rows.len();
-            let mut hits = rows
+            let mut hits = client
+                .query(&statement, &params.as_refs())?
                 .iter()
                 .map(|r| hit_row(r, |distance| 1.0 - distance))
                 .collect::<Result<Vec<_>>>()?;
             // Relaxed order: sort by the exact distance.
             hits.sort_by(|a, b| b.hit.score.total_cmp(&a.hit.score));
-            let hits = group_rows(hits, group);
-            if hits.len() >= k || fetched < limit || limit >= MAX_SEARCH_ROWS {
-                return Ok(hits.into_iter().take(k).collect());
-            }
-            limit = (limit * 4).min(MAX_SEARCH_ROWS);
-        }
+            Ok(hits)
+        })
     }
 
     /// The best text units for `text`; rows best first.
@@ -314,8 +287,7 @@ impl Postgres {
             conditions.push_str(" AND ");
             conditions.push_str(&filter_sql(f, &c.name, &mut params));
         }
-        let mut limit = k;
-        loop {
+        fetch_until_k(k, group, |limit| {
             let sql = format!(
                 "SELECT u.doc_id, u.segment, ts_rank_cd(u.tsv, q.query)::float8 AS rank, d.seq, \
                  d.modality, d.metadata, d.segments \
@@ -325,18 +297,12 @@ impl Postgres {
                  WHERE {conditions} ORDER BY rank DESC, u.doc_id, u.segment LIMIT {limit}"
             );
             let statement = client.statement(&sql)?;
-            let rows = client.query(&statement, &params.as_refs())?;
-            let fetched = rows.len();
-            let hits = rows
+            client
+                .query(&statement, &params.as_refs())?
                 .iter()
                 .map(|r| hit_row(r, |rank| rank))
-                .collect::<Result<Vec<_>>>()?;
-            let hits = group_rows(hits, group);
-            if hits.len() >= k || fetched < limit || limit >= MAX_SEARCH_ROWS {
-                return Ok(hits.into_iter().take(k).collect());
-            }
-            limit = (limit * 4).min(MAX_SEARCH_ROWS);
-        }
+                .collect()
+        })
     }
 
     /// Inserts or replaces one document (its id locked by the caller).
@@ -944,6 +910,26 @@ fn hit_row(r: &Row, score: impl Fn(f64) -> f64) -> Result<HitRow> {
     })
 }
 
+/// The `k` best hits from `fetch(limit)` (up to `limit` rows, best first):
+/// grouped per document, fetched again deeper while grouping left fewer
+/// than `k` and there may be more rows.
+fn fetch_until_k(
+    k: usize,
+    group: GroupBy,
+    mut fetch: impl FnMut(usize) -> Result<Vec<HitRow>>,
+) -> Result<Vec<HitRow>> {
+    let mut limit = k.max(1);
+    loop {
+        let rows = fetch(limit)?;
+        let fetched = rows.len();
+        let hits = group_rows(rows, group);
+        if hits.len() >= k || fetched < limit || limit >= MAX_SEARCH_ROWS {
+            return Ok(hits.into_iter().take(k).collect());
+        }
+        limit = (limit * 4).min(MAX_SEARCH_ROWS);
+    }
+}
+
 /// Rows in order; per document only its best row unless grouping by
 /// segment.
 fn group_rows(rows: Vec<HitRow>, group: GroupBy) -> Vec<HitRow> {
@@ -956,6 +942,9 @@ fn group_rows(rows: Vec<HitRow>, group: GroupBy) -> Vec<HitRow> {
         .collect()
 }
 
+/// A collection's row by name (read by [`collection_row`]).
+const COLLECTION_SQL: &str = "SELECT id, vectors, text_fields FROM tkr_collections WHERE name = $1";
+
 /// The collection's row (`FOR SHARE` in writes, so it cannot be dropped
 /// under them).
 fn collection(
@@ -963,13 +952,16 @@ fn collection(
     name: &str,
     for_write: bool,
 ) -> Result<CollectionRow> {
-    let sql = match for_write {
-        true => "SELECT id, vectors, text_fields FROM tkr_collections WHERE name = $1 FOR SHARE",
-        false => "SELECT id, vectors, text_fields FROM tkr_collections WHERE name = $1",
+    let row = match for_write {
+        true => client.query_opt(&format!("{COLLECTION_SQL} FOR SHARE"), &[&name])?,
+        false => client.query_opt(COLLECTION_SQL, &[&name])?,
     };
-    let row = client
-        .query_opt(sql, &[&name])?
-        .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))?;
+    collection_row(name, row)
+}
+
+/// The collection's row (id, vectors, text_fields), or unknown.
+fn collection_row(name: &str, row: Option<Row>) -> Result<CollectionRow> {
+    let row = row.ok_or_else(|| DbError::UnknownCollection(name.to_owned()))?;
     Ok(CollectionRow {
         name: name.to_owned(),
         id: row.get(0),
@@ -980,17 +972,8 @@ fn collection(
 
 /// [`collection`] through the connection's prepared statement (searches).
 fn collection_cached(client: &mut Pooled<'_>, name: &str) -> Result<CollectionRow> {
-    let statement =
-        client.statement("SELECT id, vectors, text_fields FROM tkr_collections WHERE name = $1")?;
-    let row = client
-        .query_opt(&statement, &[&name])?
-        .ok_or_else(|| DbError::UnknownCollection(name.to_owned()))?;
-    Ok(CollectionRow {
-        name: name.to_owned(),
-        id: row.get(0),
-        vectors: parse_encoding(row.get(1))?,
-        text_fields: parse_fields(row.get(2))?,
-    })
+    let statement = client.statement(COLLECTION_SQL)?;
+    collection_row(name, client.query_opt(&statement, &[&name])?)
 }
 
 /// One more reference to the blob `hash`, storing it when new.

@@ -10,7 +10,7 @@
 //! lexical side: one tsvector per text unit, GIN-indexed), `tkr_blobs`
 //! (content bytes by blake3 hash, reference-counted). Each collection gets
 //! its own partial HNSW index on `tkr_vectors` (see [`vector_index_sql`]).
-use postgres::Transaction;
+use postgres::{GenericClient, Transaction};
 
 use super::PgError;
 use crate::db::DbOptions;
@@ -147,41 +147,52 @@ pub fn migrate(tx: &mut Transaction<'_>, options: &DbOptions) -> Result<Meta, Pg
             &[&(i as i32 + 1)],
         )?;
     }
-    let rows = tx.query("SELECT key, value FROM tkr_meta", &[])?;
+    if let Some(meta) = read_meta(tx)? {
+        return Ok(meta);
+    }
+    for (key, value) in [
+        ("model_id", options.model_id.clone()),
+        ("dim", options.dim.to_string()),
+        ("dtype", options.dtype.clone()),
+    ] {
+        tx.execute(
+            "INSERT INTO tkr_meta (key, value) VALUES ($1, $2)",
+            &[&key, &value],
+        )?;
+    }
+    Ok(Meta {
+        model_id: options.model_id.clone(),
+        dim: options.dim,
+        dtype: options.dtype.clone(),
+    })
+}
+
+/// The model recorded in `tkr_meta`; `None` when the table or the record
+/// is not there (a database without our schema, or not set up yet).
+pub fn read_meta(client: &mut impl GenericClient) -> Result<Option<Meta>, PgError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('tkr_meta') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client.query("SELECT key, value FROM tkr_meta", &[])?;
     let get = |key: &str| {
         rows.iter()
             .find(|r| r.get::<_, &str>(0) == key)
             .map(|r| r.get::<_, String>(1))
     };
-    match (get("model_id"), get("dim"), get("dtype")) {
-        (Some(model_id), Some(dim), dtype) => {
-            let dim = dim
-                .parse()
-                .map_err(|_| PgError::Schema(format!("tkr_meta has a bad dimension {dim:?}")))?;
-            Ok(Meta {
-                model_id,
-                dim,
-                dtype: dtype.unwrap_or_default(),
-            })
-        }
-        _ => {
-            for (key, value) in [
-                ("model_id", options.model_id.clone()),
-                ("dim", options.dim.to_string()),
-                ("dtype", options.dtype.clone()),
-            ] {
-                tx.execute(
-                    "INSERT INTO tkr_meta (key, value) VALUES ($1, $2)",
-                    &[&key, &value],
-                )?;
-            }
-            Ok(Meta {
-                model_id: options.model_id.clone(),
-                dim: options.dim,
-                dtype: options.dtype.clone(),
-            })
-        }
-    }
+    let (Some(model_id), Some(dim)) = (get("model_id"), get("dim")) else {
+        return Ok(None);
+    };
+    let dim = dim
+        .parse()
+        .map_err(|_| PgError::Schema(format!("tkr_meta has a bad dimension {dim:?}")))?;
+    Ok(Some(Meta {
+        model_id,
+        dim,
+        dtype: get("dtype").unwrap_or_default(),
+    }))
 }
 
 /// How a collection's vectors are indexed: float32 `vector` while
