@@ -75,14 +75,13 @@ pub trait Backend: Send + Sync {
     fn delete(&self, collection: &str, id: &str) -> Result<bool>;
 
     fn get(&self, collection: &str, id: &str) -> Result<Option<Document>>;
-    /// Up to `limit` documents after the id `after`, in id order, and the id
-    /// to continue after when there may be more.
+    /// Up to `limit` documents after the id `after`, in id order.
     fn list_documents(
         &self,
         collection: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Document>, Option<String>)>;
+    ) -> Result<Vec<Document>>;
     /// The content; `Ok(None)` when the document has none; a missing
     /// document is `DbError::DocumentNotFound`.
     fn get_content(&self, collection: &str, id: &str) -> Result<Option<ContentData>>;

@@ -516,7 +516,17 @@ impl Db {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Document>, Option<String>)> {
-        self.backend.list_documents(collection, after, limit)
+        // One more than asked tells whether another page exists.
+        let mut documents =
+            self.backend
+                .list_documents(collection, after, limit.saturating_add(1))?;
+        let more = documents.len() > limit;
+        documents.truncate(limit);
+        let next = match more {
+            true => documents.last().map(|d| d.id.clone()),
+            false => None,
+        };
+        Ok((documents, next))
     }
 
     /// The document's content: its stored bytes with their content type, or

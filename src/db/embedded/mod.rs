@@ -270,23 +270,13 @@ impl Backend for Embedded {
         collection: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Document>, Option<String>)> {
+    ) -> Result<Vec<Document>> {
         let index = self.collection_index(collection)?;
-        // One more than asked tells whether another page exists.
-        let mut records =
-            self.store
-                .list_docs(index.collection_id(), after, limit.saturating_add(1))?;
-        let more = records.len() > limit;
-        records.truncate(limit);
-        let documents = records
+        self.store
+            .list_docs(index.collection_id(), after, limit)?
             .into_iter()
             .map(|r| to_document(collection, r))
-            .collect::<Result<Vec<_>>>()?;
-        let next = match more {
-            true => documents.last().map(|d| d.id.clone()),
-            false => None,
-        };
-        Ok((documents, next))
+            .collect()
     }
 
     /// The document's content: its stored bytes with their content type, or

@@ -595,28 +595,21 @@ impl Backend for Postgres {
         collection_name: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<Document>, Option<String>)> {
+    ) -> Result<Vec<Document>> {
         let mut client = self.pool.get()?;
         let c = collection(&mut *client, collection_name, false)?;
-        let fetch = limit.saturating_add(1).min(i64::MAX as usize) as i64;
-        let rows = client.query(
-            &format!(
-                "{DOCUMENT_COLUMNS} WHERE collection_id = $1 AND ($2::text IS NULL OR id > $2) \
-                 ORDER BY id LIMIT $3"
-            ),
-            &[&c.id, &after, &fetch],
-        )?;
-        let more = rows.len() > limit;
-        let documents = rows
+        let limit = limit.min(i64::MAX as usize) as i64;
+        client
+            .query(
+                &format!(
+                    "{DOCUMENT_COLUMNS} WHERE collection_id = $1 AND ($2::text IS NULL OR id > $2) \
+                     ORDER BY id LIMIT $3"
+                ),
+                &[&c.id, &after, &limit],
+            )?
             .iter()
-            .take(limit)
             .map(|r| document(collection_name, r))
-            .collect::<Result<Vec<_>>>()?;
-        let next = match more {
-            true => documents.last().map(|d| d.id.clone()),
-            false => None,
-        };
-        Ok((documents, next))
+            .collect()
     }
 
     fn get_content(&self, collection_name: &str, id: &str) -> Result<Option<ContentData>> {
