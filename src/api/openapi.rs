@@ -91,9 +91,7 @@ struct KeyResponses;
 
 impl Modify for KeyResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{
-            header::HeaderBuilder, path::Operation, Content, Object, Ref, ResponseBuilder, Type,
-        };
+        use utoipa::openapi::{header::HeaderBuilder, Content, Object, Ref, ResponseBuilder, Type};
         let defaults = ServerConfig::default();
         let answer = |description: &str| {
             ResponseBuilder::new().description(description).content(
@@ -121,14 +119,7 @@ impl Modify for KeyResponses {
             ),
         ];
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations: [(Method, Option<&mut Operation>); 5] = [
-                (Method::GET, item.get.as_mut()),
-                (Method::POST, item.post.as_mut()),
-                (Method::PUT, item.put.as_mut()),
-                (Method::PATCH, item.patch.as_mut()),
-                (Method::DELETE, item.delete.as_mut()),
-            ];
-            for (method, operation) in operations {
+            for (method, operation) in operations(item) {
                 let Some(operation) = operation else { continue };
                 let Access::Key(scope) = access(&method, path, &defaults) else {
                     continue;
@@ -154,6 +145,19 @@ impl Modify for KeyResponses {
             }
         }
     }
+}
+
+/// A path's operations by method (absent ones as `None`).
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> [(Method, Option<&mut utoipa::openapi::path::Operation>); 5] {
+    [
+        (Method::GET, item.get.as_mut()),
+        (Method::POST, item.post.as_mut()),
+        (Method::PUT, item.put.as_mut()),
+        (Method::PATCH, item.patch.as_mut()),
+        (Method::DELETE, item.delete.as_mut()),
+    ]
 }
 
 /// Every route but `/health` may answer 503: its class of routes is full
@@ -183,14 +187,7 @@ impl Modify for BusyResponses {
             )
             .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [
-                (Method::GET, item.get.as_mut()),
-                (Method::POST, item.post.as_mut()),
-                (Method::PUT, item.put.as_mut()),
-                (Method::PATCH, item.patch.as_mut()),
-                (Method::DELETE, item.delete.as_mut()),
-            ];
-            for (method, operation) in operations {
+            for (method, operation) in operations(item) {
                 let Some(operation) = operation else { continue };
                 if class(&method, path).is_none() {
                     continue;
