@@ -17,44 +17,6 @@ fn db_is_send_and_sync() {
 }
 
 #[test]
-fn collections_lifecycle() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), DIM);
-    db.create_collection("one").unwrap();
-    db.create_collection("two").unwrap();
-    let e = db.create_collection("one").unwrap_err();
-    assert!(matches!(e, DbError::CollectionExists(_)) && e.is_bad_input());
-    assert!(db.create_collection("../evil").unwrap_err().is_bad_input());
-    for i in 0..5 {
-        db.insert("one", NewDocument::new(Modality::Text, random_unit(DIM, i)))
-            .unwrap();
-    }
-    let list = db.list_collections().unwrap();
-    let counts: Vec<(String, u64)> = list.iter().map(|c| (c.name.clone(), c.documents)).collect();
-    assert_eq!(counts, vec![("one".into(), 5), ("two".into(), 0)]);
-    assert!(db.drop_collection("one").unwrap());
-    assert!(!db.drop_collection("one").unwrap());
-    let e = db.search("one", &random_unit(DIM, 1), 3, None).unwrap_err();
-    assert!(matches!(e, DbError::UnknownCollection(_)) && e.is_bad_input());
-    // A new collection with a dropped one's name starts empty.
-    db.create_collection("one").unwrap();
-    assert!(db
-        .search("one", &random_unit(DIM, 1), 3, None)
-        .unwrap()
-        .is_empty());
-    drop(db);
-    let db = open(dir.path(), DIM);
-    let names: Vec<String> = db
-        .list_collections()
-        .unwrap()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    assert_eq!(names, ["one", "two"]);
-    assert_eq!(db.stats().unwrap().documents, 0);
-}
-
-#[test]
 fn insert_get_upsert_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), DIM);

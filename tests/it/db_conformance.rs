@@ -118,7 +118,8 @@ fn collections_lifecycle(store: &TestStore) {
         .search("one", &random_unit(DIM, 1), 3, None)
         .unwrap()
         .is_empty());
-    db.close().unwrap();
+    // Reopened after a plain drop (the embedded store checkpoints in Drop).
+    drop(db);
     let db = store.open();
     let names: Vec<String> = db
         .list_collections()
@@ -127,6 +128,7 @@ fn collections_lifecycle(store: &TestStore) {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, vec!["one", "two"]);
+    assert_eq!(db.stats().unwrap().documents, 0);
 }
 
 fn documents_insert_get_replace_delete(store: &TestStore) {
