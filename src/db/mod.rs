@@ -416,8 +416,8 @@ impl Db {
     /// naming both models when it was created for another model or
     /// dimension.
     pub fn open(dir: impl AsRef<Path>, options: DbOptions) -> Result<Db> {
-        options.validate()?;
-        Ok(Db::with_backend(Box::new(Embedded::open(dir, options)?)))
+        let location = StoreLocation::Embedded(dir.as_ref().to_path_buf());
+        Db::open_at(&location, options, postgres::DEFAULT_POOL_SIZE)
     }
 
     /// Opens or creates the database at `location`; `pool_size`:
