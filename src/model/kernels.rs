@@ -303,34 +303,45 @@ pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
     })
 }
 
-/// `x · sigmoid(1.702 x)`, element-wise (CLIP's quick GELU).
-pub fn quick_gelu(x: &[f32]) -> Vec<f32> {
-    elementwise(x.len(), |range, out| quick_gelu_into(&x[range], out))
+/// `x · sigmoid(1.702 x)` in place, element-wise (CLIP's quick GELU).
+pub fn quick_gelu_in_place(x: &mut [f32]) {
+    in_parallel(x, 1, |_, part| quick_gelu_part(part));
 }
 
-/// `x · Φ(x)` with the exact (erf) normal CDF, element-wise (the merger's GELU).
-pub fn gelu(x: &[f32]) -> Vec<f32> {
-    elementwise(x.len(), |range, out| gelu_into(&x[range], out))
+/// `x · Φ(x)` in place, with the exact (erf) normal CDF (the merger's GELU).
+pub fn gelu_in_place(x: &mut [f32]) {
+    in_parallel(x, 1, |_, part| gelu_part(part));
 }
 
 /// A new vector of `n` values, written by `f(range, out)` in one contiguous
 /// part per core.
 fn elementwise(n: usize, f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) -> Vec<f32> {
     let mut out = vec![0.0f32; n];
-    // Below ~64 Ki elements a thread costs more than it saves.
+    in_parallel(&mut out, 1, |start, part| f(start..start + part.len(), part));
+    out
+}
+
+/// `f(first_unit, part)` over `data` cut into one contiguous part per core,
+/// each a whole number of `unit`-value units (rows); `first_unit` is the
+/// index of the part's first unit.
+pub fn in_parallel(data: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let units = data.len() / unit.max(1);
+    // Below ~64 Ki values a thread costs more than it saves.
     let workers = std::thread::available_parallelism()
         .map_or(1, |w| w.get())
-        .min(n.div_ceil(1 << 16))
+        .min(data.len().div_ceil(1 << 16))
         .max(1);
-    let part = n.div_ceil(workers).max(1);
+    if workers == 1 {
+        f(0, data);
+        return;
+    }
+    let per_part = units.div_ceil(workers).max(1);
     std::thread::scope(|s| {
-        for (i, out) in out.chunks_mut(part).enumerate() {
+        for (i, part) in data.chunks_mut(per_part * unit.max(1)).enumerate() {
             let f = &f;
-            let start = i * part;
-            s.spawn(move || f(start..start + out.len(), out));
+            s.spawn(move || f(i * per_part, part));
         }
     });
-    out
 }
 
 #[multiversion(targets(
@@ -351,9 +362,9 @@ fn silu_mul_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn quick_gelu_into(x: &[f32], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(x) {
-        *o = x / (1.0 + exp(-1.702 * x));
+fn quick_gelu_part(x: &mut [f32]) {
+    for x in x.iter_mut() {
+        *x = *x / (1.0 + exp(-1.702 * *x));
     }
 }
 
@@ -363,15 +374,49 @@ fn quick_gelu_into(x: &[f32], out: &mut [f32]) {
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn gelu_into(x: &[f32], out: &mut [f32]) {
-    for (o, &x) in out.iter_mut().zip(x) {
+fn gelu_part(x: &mut [f32]) {
+    for x in x.iter_mut() {
         // 1 + erf(u) = erfc(-u): computed from erfc(|u|) on either side, so
         // there is no cancellation for negative x.
-        let u = x * std::f32::consts::FRAC_1_SQRT_2;
+        let u = *x * std::f32::consts::FRAC_1_SQRT_2;
         let tail = erfc_abs(u);
         let one_plus_erf = if u < 0.0 { tail } else { 2.0 - tail };
-        *o = 0.5 * x * one_plus_erf;
+        *x = 0.5 * *x * one_plus_erf;
     }
+}
+
+/// One row of layer normalisation: `(x - mean) / sqrt(var + eps) · w + b`.
+/// Mean and variance are sums over lanes (float32, as MLX's CPU layer norm
+/// accumulates), the variance from the centred values.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.1",
+    "aarch64+neon"
+))]
+pub fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let n = x.len() as f32;
+    let mean = lane_sum(x, |v| v) / n;
+    let var = lane_sum(x, |v| (v - mean) * (v - mean)) / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for (((o, &x), &w), &b) in out.iter_mut().zip(x).zip(w).zip(b) {
+        *o = (x - mean) * inv * w + b;
+    }
+}
+
+/// `Σ f(x)` over 16 independent lane accumulators, so that the loop
+/// vectorises without the compiler reordering float additions itself.
+#[inline(always)]
+fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += f(c[l]);
+        }
+    }
+    chunks.remainder().iter().map(|&v| f(v)).sum::<f32>() + acc.iter().sum::<f32>()
 }
 
 /// erfc(|x|) in float32 with relative error ≤ 1.2e-7 before rounding
@@ -424,14 +469,7 @@ fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     m = max.iter().fold(m, |a, &b| a.max(b));
     row.iter_mut().for_each(|x| *x = exp(*x - m));
-    let mut sum = [0.0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            sum[l] += c[l];
-        }
-    }
-    chunks.remainder().iter().sum::<f32>() + sum.iter().sum::<f32>()
+    lane_sum(row, |v| v)
 }
 
 /// `e^x` in float32 (Cephes' `expf` scheme: x = n·ln2 + r, |r| ≤ ln2/2,
@@ -485,7 +523,9 @@ mod tests {
     #[test]
     fn gelu_matches_the_erf_definition() {
         let xs: Vec<f32> = (-400..400).map(|i| i as f32 * 0.02).collect();
-        for (x, g) in xs.iter().zip(gelu(&xs)) {
+        let mut ys = xs.clone();
+        gelu_in_place(&mut ys);
+        for (x, g) in xs.iter().zip(ys) {
             let want = 0.5 * *x as f64 * (1.0 + libm_erf(*x as f64 / 2f64.sqrt()));
             assert!(
                 (g as f64 - want).abs() <= 2e-7 * (1.0 + want.abs()),
@@ -526,9 +566,29 @@ mod tests {
             let want = *x as f64 / (1.0 + (-*x as f64).exp()) * *y as f64;
             assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
         }
-        for (x, got) in xs.iter().zip(quick_gelu(&xs)) {
+        let mut gelus = xs.clone();
+        quick_gelu_in_place(&mut gelus);
+        for (x, got) in xs.iter().zip(gelus) {
             let want = *x as f64 / (1.0 + (-1.702 * *x as f64).exp());
             assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
+        }
+    }
+
+    #[test]
+    fn layer_norm_matches_its_definition() {
+        let width = 1283; // lanes plus a remainder
+        let x: Vec<f32> = (0..3 * width).map(|i| (i as f32 * 0.37).sin() * 3.0 + 0.5).collect();
+        let w: Vec<f32> = (0..width).map(|i| 1.0 + (i as f32 * 0.1).cos() * 0.2).collect();
+        let b: Vec<f32> = (0..width).map(|i| (i as f32 * 0.3).sin() * 0.1).collect();
+        for row in x.chunks(width) {
+            let mut out = vec![0.0f32; width];
+            layer_norm_row(row, &w, &b, 1e-6, &mut out);
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / width as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / width as f64;
+            for (i, &got) in out.iter().enumerate() {
+                let want = (row[i] as f64 - mean) / (var + 1e-6).sqrt() * w[i] as f64 + b[i] as f64;
+                assert!((got as f64 - want).abs() <= 2e-6, "{i}: {got} vs {want}");
+            }
         }
     }
 

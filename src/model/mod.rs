@@ -7,6 +7,7 @@
 //! left-padded. See `tests/fixtures/qwen2vl-tiny/README.md` for the recipe.
 pub mod config;
 pub mod hub;
+mod host;
 mod kernels;
 mod linear;
 pub mod preprocess;
@@ -16,6 +17,7 @@ pub mod runtime;
 mod stages;
 mod tokenizer;
 mod vision;
+mod vision_host;
 pub mod weights;
 
 use std::{

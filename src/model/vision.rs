@@ -7,15 +7,16 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::VisionConfig,
-    kernels,
+    host, kernels,
     linear::{self, Linear, QuantSpec},
     preprocess::ImageInput,
     rope,
     stages::StageClock,
+    vision_host::HostVisionTower,
     ModelError,
 };
 
-const LN_EPS: f32 = 1e-6;
+pub(super) const LN_EPS: f32 = 1e-6;
 
 struct LayerNorm {
     weight: Array,
@@ -49,15 +50,65 @@ struct Block {
 
 pub struct VisionTower {
     cfg: VisionConfig,
+    path: Path,
+}
+
+enum Path {
+    /// float32 on the CPU: host buffers, BLAS and the `kernels`.
+    Host(HostVisionTower),
+    /// MLX ops (GPU, bfloat16 compute, or `cpu_kernels` off).
+    Mlx(MlxVisionTower),
+}
+
+struct MlxVisionTower {
     dtype: Dtype,
-    /// Attention and quick GELU through `kernels` (float32 on the CPU).
-    host_kernels: bool,
     /// Conv3d with stride = kernel is a linear map over the flattened patch: `[1176, embed_dim]`.
     patch_embed_t: Array,
     blocks: Vec<Block>,
     merger_ln: LayerNorm,
     merger_fc1: Linear,
     merger_fc2: Linear,
+}
+
+/// A group of images' patches `[count, patch_dim]` (merge-window order),
+/// their rotary tables `[count, head_dim]`, and one attention sequence per
+/// image (attention never crosses images: the block-diagonal attention of
+/// the reference).
+pub(super) struct Patches {
+    pub pixels: Vec<f32>,
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+    pub sequences: Vec<kernels::Sequence>,
+    pub count: usize,
+}
+
+impl Patches {
+    fn gather(cfg: &VisionConfig, images: &[&ImageInput]) -> Self {
+        let merge = cfg.spatial_merge_size as u32;
+        let mut pixels = Vec::new();
+        let mut cos = Vec::new();
+        let mut sin = Vec::new();
+        let mut sequences = Vec::with_capacity(images.len());
+        for image in images {
+            let start = pixels.len() / cfg.patch_dim();
+            pixels.extend_from_slice(&image.pixel_values);
+            let (c, s) = rope::vision_tables(image.grid_thw, merge, cfg.head_dim());
+            cos.extend(c);
+            sin.extend(s);
+            sequences.push(kernels::Sequence {
+                tokens: (start..pixels.len() / cfg.patch_dim()).collect(),
+                first_query: 0,
+            });
+        }
+        let count = pixels.len() / cfg.patch_dim();
+        Patches {
+            pixels,
+            cos,
+            sin,
+            sequences,
+            count,
+        }
+    }
 }
 
 fn linear(
@@ -75,11 +126,49 @@ fn linear(
 }
 
 impl VisionTower {
+    /// `host_kernels`: the float32 CPU path (when a CBLAS is loaded).
     pub fn load(
         cfg: &VisionConfig,
         w: &mut super::weights::Weights,
         dtype: Dtype,
         host_kernels: bool,
+    ) -> Result<Self, ModelError> {
+        let path = if host_kernels && dtype == Dtype::Float32 && host::available() {
+            Path::Host(HostVisionTower::load(cfg, w)?)
+        } else {
+            Path::Mlx(MlxVisionTower::load(cfg, w, dtype)?)
+        };
+        Ok(VisionTower {
+            cfg: cfg.clone(),
+            path,
+        })
+    }
+
+    /// Images' patches → their tokens, `[Σ t·h·w / merge², hidden]` in
+    /// image order. The host path takes all images through each layer
+    /// together; MLX takes one image at a time.
+    pub fn forward(&self, images: &[&ImageInput], clock: &StageClock) -> Result<Array, ModelError> {
+        match &self.path {
+            Path::Host(tower) => tower.forward(&self.cfg, &Patches::gather(&self.cfg, images), clock),
+            Path::Mlx(tower) => {
+                let each = images
+                    .iter()
+                    .map(|image| tower.forward(&self.cfg, &Patches::gather(&self.cfg, &[image]), clock))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(match each.len() {
+                    1 => each.into_iter().next().expect("one"),
+                    _ => ops::concatenate(&each, 0)?,
+                })
+            }
+        }
+    }
+}
+
+impl MlxVisionTower {
+    fn load(
+        cfg: &VisionConfig,
+        w: &mut super::weights::Weights,
+        dtype: Dtype,
     ) -> Result<Self, ModelError> {
         let conv = w.take("visual.patch_embed.proj.weight");
         let patch_embed_t = conv
@@ -97,10 +186,8 @@ impl VisionTower {
                 fc2: linear(w, &format!("{p}.mlp.fc2"), dtype)?,
             });
         }
-        Ok(VisionTower {
-            cfg: cfg.clone(),
+        Ok(MlxVisionTower {
             dtype,
-            host_kernels: host_kernels && dtype == Dtype::Float32,
             patch_embed_t,
             blocks,
             merger_ln: LayerNorm::load(w, "visual.merger.ln_q", dtype)?,
@@ -109,107 +196,27 @@ impl VisionTower {
         })
     }
 
-    /// Images' patches `[t·h·w, 1176]` (merge-window order) → their tokens,
-    /// `[Σ t·h·w / merge², hidden]` in image order. Attention never crosses
-    /// images (the block-diagonal attention of the reference). The CPU
-    /// kernels take all images through each layer together (one GEMM per
-    /// layer for the whole group, attention per image); MLX takes one image
-    /// at a time.
-    pub fn forward(&self, images: &[&ImageInput], clock: &StageClock) -> Result<Array, ModelError> {
-        if self.host_kernels || images.len() == 1 {
-            return self.forward_group(images, clock);
-        }
-        let each = images
-            .iter()
-            .map(|image| self.forward_group(&[image], clock))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ops::concatenate(&each, 0)?)
-    }
-
-    /// A group of images through the tower; with MLX only, a group of one.
-    fn forward_group(
+    /// One image's patches through the tower.
+    fn forward(
         &self,
-        images: &[&ImageInput],
+        cfg: &VisionConfig,
+        patches: &Patches,
         clock: &StageClock,
     ) -> Result<Array, ModelError> {
-        let cfg = &self.cfg;
-        let merge = cfg.spatial_merge_size as u32;
         let (heads, hd) = (cfg.num_heads as i32, cfg.head_dim() as i32);
-        let mut pixels = Vec::new();
-        let mut cos_host = Vec::new();
-        let mut sin_host = Vec::new();
-        let mut sequences = Vec::with_capacity(images.len());
-        for image in images {
-            let start = pixels.len() / cfg.patch_dim();
-            pixels.extend_from_slice(&image.pixel_values);
-            let (cos, sin) = rope::vision_tables(image.grid_thw, merge, cfg.head_dim());
-            cos_host.extend(cos);
-            sin_host.extend(sin);
-            sequences.push(kernels::Sequence {
-                tokens: (start..pixels.len() / cfg.patch_dim()).collect(),
-                first_query: 0,
-            });
-        }
-        let n = (pixels.len() / cfg.patch_dim()) as i32;
-        let x = Array::from_slice(&pixels, &[n, cfg.patch_dim() as i32]).as_dtype(self.dtype)?;
+        let n = patches.count as i32;
+        let x = Array::from_slice(&patches.pixels, &[n, cfg.patch_dim() as i32])
+            .as_dtype(self.dtype)?;
         let mut x = ops::matmul(&x, linear::as_dtype(&self.patch_embed_t, self.dtype)?)?;
         clock.mark("vision patch embed", &x)?;
 
-        let cos = Array::from_slice(&cos_host, &[n, 1, hd]);
-        let sin = Array::from_slice(&sin_host, &[n, 1, hd]);
+        let cos = Array::from_slice(&patches.cos, &[n, 1, hd]);
+        let sin = Array::from_slice(&patches.sin, &[n, 1, hd]);
         let scale = 1.0 / (hd as f32).sqrt();
-        let ed = cfg.embed_dim;
 
         for b in &self.blocks {
             let y = b.norm1.forward(&x)?;
             clock.mark("vision norms/rotary/residual", &y)?;
-            if self.host_kernels {
-                let qkv = super::on_host(&b.qkv.forward(&y)?)?;
-                clock.charge("vision attention projections");
-                let qkv = qkv.try_as_slice::<f32>()?;
-                let part = |offset| kernels::Rows {
-                    data: qkv,
-                    row_stride: 3 * ed,
-                    offset,
-                    first_token: 0,
-                };
-                let o = kernels::attention(
-                    part(0),
-                    part(ed),
-                    part(2 * ed),
-                    n as usize,
-                    kernels::Heads {
-                        heads: heads as usize,
-                        kv_heads: heads as usize,
-                        head_dim: hd as usize,
-                    },
-                    // Bidirectional within each image.
-                    &sequences,
-                    Some(kernels::Rotary {
-                        cos: &cos_host,
-                        sin: &sin_host,
-                    }),
-                    false,
-                    scale,
-                );
-                let o = Array::from_slice(&o, &[n, ed as i32]);
-                clock.charge("vision attention core");
-                let o = b.proj.forward(&o)?;
-                clock.mark("vision attention projections", &o)?;
-                x = ops::add(&x, o)?;
-
-                let y = b.norm2.forward(&x)?;
-                clock.mark("vision norms/rotary/residual", &y)?;
-                let h = super::on_host(&b.fc1.forward(&y)?)?;
-                let y = Array::from_slice(
-                    &kernels::quick_gelu(h.try_as_slice::<f32>()?),
-                    &[n, cfg.mlp_hidden() as i32],
-                );
-                let y = b.fc2.forward(&y)?;
-                clock.mark("vision mlp", &y)?;
-                x = ops::add(&x, y)?;
-                continue;
-            }
             let qkv = b.qkv.forward(&y)?.reshape(&[n, 3, heads, hd])?;
             clock.mark("vision attention projections", &qkv)?;
             let parts = qkv.split_equal(3, 1)?;
@@ -250,12 +257,7 @@ impl VisionTower {
             .forward(&x)?
             .reshape(&[n / window, cfg.embed_dim as i32 * window])?;
         let y = self.merger_fc1.forward(&y)?;
-        let y = if self.host_kernels {
-            let h = super::on_host(&y)?;
-            Array::from_slice(&kernels::gelu(h.try_as_slice::<f32>()?), h.shape())
-        } else {
-            mlx_rs::nn::gelu(y)?
-        };
+        let y = mlx_rs::nn::gelu(y)?;
         let y = self.merger_fc2.forward(&y)?;
         clock.mark("vision merger", &y)?;
         Ok(y)
