@@ -18,7 +18,11 @@ use std::sync::OnceLock;
 
 use mlx_rs::{Array, Dtype};
 
-use super::{kernels, ModelError};
+use super::{
+    kernels,
+    linear::{Linear, QuantSpec},
+    ModelError,
+};
 
 /// `cblas_sgemm`, as exported by the BLAS library MLX is linked with.
 type Sgemm = unsafe extern "C" fn(
@@ -221,5 +225,99 @@ impl HostLayerNorm {
                 kernels::layer_norm_row(x, &self.weight, &self.bias, self.eps, out);
             }
         });
+    }
+}
+
+/// RMS normalisation over rows of `weight.len()` values (Qwen2's RMSNorm).
+pub struct HostRmsNorm {
+    weight: Vec<f32>,
+    eps: f32,
+}
+
+impl HostRmsNorm {
+    pub fn new(weight: &Array, eps: f32) -> Result<Self, ModelError> {
+        Ok(HostRmsNorm {
+            weight: to_host(weight)?,
+            eps,
+        })
+    }
+
+    /// `out = x / sqrt(mean(x²) + eps) · weight`, row by row.
+    pub fn forward(&self, x: &[f32], out: &mut [f32]) {
+        let width = self.weight.len();
+        assert!(x.len() == out.len() && x.len() % width == 0);
+        kernels::in_parallel(out, width, |first_row, part| {
+            let start = first_row * width;
+            for (i, out) in part.chunks_mut(width).enumerate() {
+                let x = &x[start + i * width..start + (i + 1) * width];
+                kernels::rms_norm_row(x, &self.weight, self.eps, out);
+            }
+        });
+    }
+}
+
+/// A linear layer on host buffers: BLAS over float32 or bfloat16 weights,
+/// or MLX for quantized weights (its quantized matmul; the rows go into an
+/// MLX array and back).
+pub enum Projection {
+    Blas(HostLinear),
+    Mlx {
+        layer: Linear,
+        inputs: usize,
+        outputs: usize,
+    },
+}
+
+impl Projection {
+    /// `weight` `[outputs, inputs]` in its storage dtype; quantized when
+    /// `quant` says so (and MLX can: see `Linear::new`).
+    pub fn new(weight: Array, bias: Option<Array>, quant: QuantSpec) -> Result<Self, ModelError> {
+        if quant == QuantSpec::None {
+            return Ok(Projection::Blas(HostLinear::new(&weight, bias.as_ref())?));
+        }
+        let shape = weight.shape();
+        let (outputs, inputs) = (shape[0] as usize, shape[1] as usize);
+        Ok(Projection::Mlx {
+            layer: Linear::new(weight, bias, quant, Dtype::Float32)?,
+            inputs,
+            outputs,
+        })
+    }
+
+    pub fn outputs(&self) -> usize {
+        match self {
+            Projection::Blas(l) => l.outputs,
+            Projection::Mlx { outputs, .. } => *outputs,
+        }
+    }
+
+    /// `out = x·Wᵀ + b`.
+    pub fn forward(&self, x: &[f32], out: &mut [f32]) -> Result<(), ModelError> {
+        match self {
+            Projection::Blas(l) => l.forward(x, out),
+            Projection::Mlx { .. } => out.copy_from_slice(&self.through_mlx(x)?),
+        }
+        Ok(())
+    }
+
+    /// `acc += x·Wᵀ + b`.
+    pub fn accumulate(&self, x: &[f32], acc: &mut [f32]) -> Result<(), ModelError> {
+        match self {
+            Projection::Blas(l) => l.accumulate(x, acc),
+            Projection::Mlx { .. } => {
+                let y = self.through_mlx(x)?;
+                acc.iter_mut().zip(&y).for_each(|(a, y)| *a += y);
+            }
+        }
+        Ok(())
+    }
+
+    fn through_mlx(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let Projection::Mlx { layer, inputs, .. } = self else {
+            unreachable!("only the MLX variant goes through MLX")
+        };
+        let rows = (x.len() / inputs) as i32;
+        let y = layer.forward(&Array::from_slice(x, &[rows, *inputs as i32]))?;
+        to_host(&y)
     }
 }

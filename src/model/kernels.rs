@@ -23,7 +23,13 @@ use multiversion::multiversion;
 
 /// Query rows per attention block: a block's scores (`BLOCK × keys` floats)
 /// stay in a core's L2 cache for sequences up to a few thousand tokens.
-const BLOCK: usize = 128;
+const BLOCK_DEFAULT: usize = 128;
+fn block() -> usize {
+    std::env::var("TUNE_BLOCK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BLOCK_DEFAULT)
+}
 
 /// One projection's output as the linear layer wrote it: token `t`, head
 /// `h`, component `d` is at
@@ -136,14 +142,14 @@ pub fn attention(
             let mut i0 = seq.first_query;
             while i0 < seq.tokens.len() {
                 tasks.push((s, h, i0));
-                i0 += BLOCK;
+                i0 += block();
             }
         }
     }
     let blocks = parallel_map(&tasks, |&(s, h, i0), scores: &mut Vec<f32>| {
         let seq = &sequences[s];
         let len = seq.tokens.len();
-        let i1 = (i0 + BLOCK).min(len);
+        let i1 = (i0 + block()).min(len);
         let rows = i1 - i0;
         let kv = s * kv_heads + h / group;
         let n_keys = if causal { i1 } else { len };
@@ -295,12 +301,12 @@ fn parallel_map<T: Sync, R: Send>(
         .collect()
 }
 
-/// `silu(gate) · up`, element-wise (the SwiGLU of the decoder's MLP).
-pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f32> {
+/// `gate = silu(gate) · up`, element-wise (the SwiGLU of the decoder's MLP).
+pub fn silu_mul_in_place(gate: &mut [f32], up: &[f32]) {
     assert_eq!(gate.len(), up.len());
-    elementwise(gate.len(), |range, out| {
-        silu_mul_into(&gate[range.clone()], &up[range], out)
-    })
+    in_parallel(gate, 1, |start, part| {
+        silu_mul_part(part, &up[start..start + part.len()])
+    });
 }
 
 /// `x · sigmoid(1.702 x)` in place, element-wise (CLIP's quick GELU).
@@ -311,14 +317,6 @@ pub fn quick_gelu_in_place(x: &mut [f32]) {
 /// `x · Φ(x)` in place, with the exact (erf) normal CDF (the merger's GELU).
 pub fn gelu_in_place(x: &mut [f32]) {
     in_parallel(x, 1, |_, part| gelu_part(part));
-}
-
-/// A new vector of `n` values, written by `f(range, out)` in one contiguous
-/// part per core.
-fn elementwise(n: usize, f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; n];
-    in_parallel(&mut out, 1, |start, part| f(start..start + part.len(), part));
-    out
 }
 
 /// `f(first_unit, part)` over `data` cut into one contiguous part per core,
@@ -350,9 +348,9 @@ pub fn in_parallel(data: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) 
     "x86_64+sse4.1",
     "aarch64+neon"
 ))]
-fn silu_mul_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + exp(-g)) * u;
+fn silu_mul_part(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp(-*g)) * u;
     }
 }
 
@@ -401,6 +399,20 @@ pub fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]
     let inv = 1.0 / (var + eps).sqrt();
     for (((o, &x), &w), &b) in out.iter_mut().zip(x).zip(w).zip(b) {
         *o = (x - mean) * inv * w + b;
+    }
+}
+
+/// One row of RMS normalisation: `x / sqrt(mean(x²) + eps) · w`.
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512dq+avx512vl+fma",
+    "x86_64+avx2+fma",
+    "x86_64+sse4.1",
+    "aarch64+neon"
+))]
+pub fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let inv = 1.0 / (lane_sum(x, |v| v * v) / x.len() as f32 + eps).sqrt();
+    for ((o, &x), &w) in out.iter_mut().zip(x).zip(w) {
+        *o = x * inv * w;
     }
 }
 
@@ -562,7 +574,9 @@ mod tests {
             .map(|i| (i as f32 * 0.37).sin() * 12.0)
             .collect();
         let ys: Vec<f32> = (0..200_000).map(|i| (i as f32 * 0.11).cos()).collect();
-        for ((x, y), got) in xs.iter().zip(&ys).zip(silu_mul(&xs, &ys)) {
+        let mut gated = xs.clone();
+        silu_mul_in_place(&mut gated, &ys);
+        for ((x, y), got) in xs.iter().zip(&ys).zip(gated) {
             let want = *x as f64 / (1.0 + (-*x as f64).exp()) * *y as f64;
             assert!((got as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()));
         }
@@ -577,8 +591,12 @@ mod tests {
     #[test]
     fn layer_norm_matches_its_definition() {
         let width = 1283; // lanes plus a remainder
-        let x: Vec<f32> = (0..3 * width).map(|i| (i as f32 * 0.37).sin() * 3.0 + 0.5).collect();
-        let w: Vec<f32> = (0..width).map(|i| 1.0 + (i as f32 * 0.1).cos() * 0.2).collect();
+        let x: Vec<f32> = (0..3 * width)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 + 0.5)
+            .collect();
+        let w: Vec<f32> = (0..width)
+            .map(|i| 1.0 + (i as f32 * 0.1).cos() * 0.2)
+            .collect();
         let b: Vec<f32> = (0..width).map(|i| (i as f32 * 0.3).sin() * 0.1).collect();
         for row in x.chunks(width) {
             let mut out = vec![0.0f32; width];
@@ -609,6 +627,58 @@ mod tests {
 
     /// Attention against a naive loop, with GQA, rotary, a shared prefix
     /// and ragged rows.
+    #[test]
+    #[ignore]
+    fn tune_attention_speed() {
+        for n in [1024usize, 4070] {
+            let (heads, hd) = (10, 64);
+            let w = heads * hd;
+            let qkv: Vec<f32> = (0..n * 3 * w).map(|i| ((i as f32) * 0.37).sin()).collect();
+            let cos: Vec<f32> = (0..n * hd).map(|i| (i as f32 * 0.01).cos()).collect();
+            let sin: Vec<f32> = (0..n * hd).map(|i| (i as f32 * 0.01).sin()).collect();
+            let seqs = vec![Sequence {
+                tokens: (0..n).collect(),
+                first_query: 0,
+            }];
+            let part = |offset| Rows {
+                data: &qkv,
+                row_stride: 3 * w,
+                offset,
+                first_token: 0,
+            };
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                let o = attention(
+                    part(0),
+                    part(w),
+                    part(2 * w),
+                    n,
+                    Heads {
+                        heads,
+                        kv_heads: heads,
+                        head_dim: hd,
+                    },
+                    &seqs,
+                    Some(Rotary {
+                        cos: &cos,
+                        sin: &sin,
+                    }),
+                    false,
+                    0.125,
+                );
+                std::hint::black_box(o);
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let flops = 4.0 * (n * n * w) as f64;
+            eprintln!(
+                "n {n}: {:.1} ms, {:.1} GFLOP/s",
+                best * 1e3,
+                flops / best / 1e9
+            );
+        }
+    }
+
     #[test]
     fn attention_matches_a_naive_implementation() {
         let (tokens, heads, kv_heads, hd) = (150, 4, 2, 8);

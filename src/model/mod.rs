@@ -6,8 +6,8 @@
 //! `<|endoftext|>`) of the Ops-MM prompt, L2-normalised; batches are
 //! left-padded. See `tests/fixtures/qwen2vl-tiny/README.md` for the recipe.
 pub mod config;
-pub mod hub;
 mod host;
+pub mod hub;
 mod kernels;
 mod linear;
 pub mod preprocess;

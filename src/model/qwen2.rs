@@ -6,6 +6,7 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 use super::{
     config::TextConfig,
+    host::{self, HostRmsNorm, Projection},
     kernels,
     linear::{self, Linear, QuantSpec},
     stages::StageClock,
@@ -25,15 +26,105 @@ struct Layer {
     down: Linear,
 }
 
+/// A layer of the float32 CPU path: host buffers, BLAS (MLX for quantized
+/// projections) and the `kernels`.
+struct HostLayer {
+    input_norm: HostRmsNorm,
+    post_attn_norm: HostRmsNorm,
+    q: Projection,
+    k: Projection,
+    v: Projection,
+    o: Projection,
+    gate: Projection,
+    up: Projection,
+    down: Projection,
+}
+
+enum Layers {
+    /// The padded batch in MLX ops (GPU, bfloat16 compute, or
+    /// `cpu_kernels` off).
+    Mlx(Vec<Layer>),
+    /// The ragged batch on the host (float32 on the CPU).
+    Host(Vec<HostLayer>),
+}
+
 pub struct TextDecoder {
     cfg: TextConfig,
-    /// Attention and SwiGLU through `kernels` (float32 on the CPU).
-    host_kernels: bool,
     /// Compute dtype; `embed_tokens` may be stored narrower (bf16 weights).
     dtype: Dtype,
     embed_tokens: Array,
-    layers: Vec<Layer>,
+    layers: Layers,
     final_norm: Array,
+}
+
+/// Layer `i`'s projections q, k, v, o, gate, up, down, each built by
+/// `make(weight, bias)` (q, k and v have biases).
+fn projections<L>(
+    w: &mut Weights,
+    i: usize,
+    mut make: impl FnMut(Array, Option<Array>) -> Result<L, ModelError>,
+) -> Result<[L; 7], ModelError> {
+    let p = format!("model.layers.{i}");
+    let mut lin = |name: &str, bias: bool| {
+        let b = bias.then(|| w.take(&format!("{p}.{name}.bias")));
+        make(w.take(&format!("{p}.{name}.weight")), b)
+    };
+    Ok([
+        lin("self_attn.q_proj", true)?,
+        lin("self_attn.k_proj", true)?,
+        lin("self_attn.v_proj", true)?,
+        lin("self_attn.o_proj", false)?,
+        lin("mlp.gate_proj", false)?,
+        lin("mlp.up_proj", false)?,
+        lin("mlp.down_proj", false)?,
+    ])
+}
+
+/// Layer `i`'s norm weights: before attention, before the MLP.
+fn norms(w: &mut Weights, i: usize) -> [Array; 2] {
+    let p = format!("model.layers.{i}");
+    [
+        w.take(&format!("{p}.input_layernorm.weight")),
+        w.take(&format!("{p}.post_attention_layernorm.weight")),
+    ]
+}
+
+impl Layer {
+    fn load(w: &mut Weights, i: usize, quant: QuantSpec, dtype: Dtype) -> Result<Self, ModelError> {
+        let [q, k, v, o, gate, up, down] =
+            projections(w, i, |weight, bias| Linear::new(weight, bias, quant, dtype))?;
+        let [input_norm, post_attn_norm] = norms(w, i);
+        Ok(Layer {
+            input_norm: input_norm.as_dtype(dtype)?,
+            post_attn_norm: post_attn_norm.as_dtype(dtype)?,
+            q,
+            k,
+            v,
+            o,
+            gate,
+            up,
+            down,
+        })
+    }
+}
+
+impl HostLayer {
+    fn load(w: &mut Weights, i: usize, quant: QuantSpec, eps: f32) -> Result<Self, ModelError> {
+        let [q, k, v, o, gate, up, down] =
+            projections(w, i, |weight, bias| Projection::new(weight, bias, quant))?;
+        let [input_norm, post_attn_norm] = norms(w, i);
+        Ok(HostLayer {
+            input_norm: HostRmsNorm::new(&input_norm, eps)?,
+            post_attn_norm: HostRmsNorm::new(&post_attn_norm, eps)?,
+            q,
+            k,
+            v,
+            o,
+            gate,
+            up,
+            down,
+        })
+    }
 }
 
 /// What the decoder needs for one padded batch.
@@ -60,33 +151,26 @@ impl TextDecoder {
         dtype: Dtype,
         host_kernels: bool,
     ) -> Result<Self, ModelError> {
-        let lin = |w: &mut Weights, name: String, bias: bool| {
-            let b = bias.then(|| w.take(&format!("{name}.bias")));
-            Linear::new(w.take(&format!("{name}.weight")), b, quant, dtype)
+        let host = host_kernels && dtype == Dtype::Float32 && host::available();
+        let layers = if host {
+            Layers::Host(
+                (0..cfg.num_hidden_layers)
+                    .map(|i| HostLayer::load(w, i, quant, cfg.rms_norm_eps))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            Layers::Mlx(
+                (0..cfg.num_hidden_layers)
+                    .map(|i| Layer::load(w, i, quant, dtype))
+                    .collect::<Result<_, _>>()?,
+            )
         };
-        let norm = |w: &mut Weights, name: String| w.take(&name).as_dtype(dtype);
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            layers.push(Layer {
-                q: lin(w, format!("{p}.self_attn.q_proj"), true)?,
-                k: lin(w, format!("{p}.self_attn.k_proj"), true)?,
-                v: lin(w, format!("{p}.self_attn.v_proj"), true)?,
-                o: lin(w, format!("{p}.self_attn.o_proj"), false)?,
-                gate: lin(w, format!("{p}.mlp.gate_proj"), false)?,
-                up: lin(w, format!("{p}.mlp.up_proj"), false)?,
-                down: lin(w, format!("{p}.mlp.down_proj"), false)?,
-                input_norm: norm(w, format!("{p}.input_layernorm.weight"))?,
-                post_attn_norm: norm(w, format!("{p}.post_attention_layernorm.weight"))?,
-            });
-        }
         Ok(TextDecoder {
             cfg: cfg.clone(),
-            host_kernels: host_kernels && dtype == Dtype::Float32,
             dtype,
             embed_tokens: w.take("model.embed_tokens.weight"),
             layers,
-            final_norm: norm(w, "model.norm.weight".into())?,
+            final_norm: w.take("model.norm.weight").as_dtype(dtype)?,
         })
     }
 
@@ -94,8 +178,10 @@ impl TextDecoder {
         self.dtype
     }
 
+    /// Whether batches go through [`Self::last_hidden_ragged`] (the
+    /// float32 CPU path) rather than [`Self::last_hidden`].
     pub fn host_kernels(&self) -> bool {
-        self.host_kernels
+        matches!(self.layers, Layers::Host(_))
     }
 
     /// `[tokens, hidden]` input embeddings of flat token ids, with the rows
@@ -144,7 +230,10 @@ impl TextDecoder {
         let scale = 1.0 / (hd as f32).sqrt();
         clock.mark("decoder input (embeddings, scatter)", &h)?;
 
-        for layer in &self.layers {
+        let Layers::Mlx(layers) = &self.layers else {
+            unreachable!("the float32 CPU path decodes ragged batches")
+        };
+        for layer in layers {
             let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
             clock.mark("decoder norms/rotary/residual", &x)?;
             let heads = |a: Array, n: i32| a.reshape(&[b, l, n, hd])?.transpose_axes(&[0, 2, 1, 3]);
@@ -213,14 +302,23 @@ impl TextDecoder {
         let cached_len = input.cached.map_or(0, |c| c.len);
         let computed = input.ids.len();
         let tokens = cached_len + computed;
+        let Layers::Host(layers) = &self.layers else {
+            unreachable!("ragged batches are decoded on the float32 CPU path")
+        };
         let ids: Vec<i32> = input.ids.iter().map(|&i| i as i32).collect();
-        let mut h = self.input_embeddings(
+        let h = self.input_embeddings(
             &Array::from_slice(&ids, &[computed as i32]),
             input.image_embeds,
             input.image_positions,
         )?;
-        clock.mark("decoder input (embeddings, scatter)", &h)?;
+        // The residual stream, `[computed, hidden]` (after the last layer's
+        // attention: the rows' last tokens only).
+        let mut h = super::on_host(&h.as_dtype(Dtype::Float32)?)?
+            .try_as_slice::<f32>()?
+            .to_vec();
+        clock.charge("decoder input (embeddings, scatter)");
 
+        let width = cfg.hidden_size;
         let (nh, nkv, hd) = (
             cfg.num_attention_heads,
             cfg.num_key_value_heads,
@@ -246,40 +344,33 @@ impl TextDecoder {
                 first_query: r.tokens.len() - 1,
             })
             .collect();
-        let last_index = Array::from_slice(
-            &input
-                .last_tokens
-                .iter()
-                .map(|&t| (t - cached_len) as i32)
-                .collect::<Vec<_>>(),
-            &[input.last_tokens.len() as i32],
-        );
+        // Rows of the computed tokens that are some row's last token.
+        let last_rows: Vec<usize> = input.last_tokens.iter().map(|&t| t - cached_len).collect();
         let mut captured = input.capture.map(|len| PrefixKv {
             len,
             keys: Vec::new(),
             values: Vec::new(),
         });
-        for (i, layer) in self.layers.iter().enumerate() {
-            let last_layer = i + 1 == self.layers.len();
-            let x = fast::rms_norm(&h, Some(&layer.input_norm), cfg.rms_norm_eps)?;
-            clock.mark("decoder norms/rotary/residual", &x)?;
-            let q = super::on_host(&layer.q.forward(&x)?)?;
-            let k = super::on_host(&layer.k.forward(&x)?)?;
-            let v = super::on_host(&layer.v.forward(&x)?)?;
+        let mut x = vec![0.0f32; computed * width];
+        let mut q = vec![0.0f32; computed * nh * hd];
+        let mut k = vec![0.0f32; computed * nkv * hd];
+        let mut v = vec![0.0f32; computed * nkv * hd];
+        for (i, layer) in layers.iter().enumerate() {
+            let last_layer = i + 1 == layers.len();
+            layer.input_norm.forward(&h, &mut x);
+            clock.charge("decoder norms/rotary/residual");
+            layer.q.forward(&x, &mut q)?;
+            layer.k.forward(&x, &mut k)?;
+            layer.v.forward(&x, &mut v)?;
             clock.charge("decoder attention projections");
-            let (q, k, v) = (
-                q.try_as_slice::<f32>()?,
-                k.try_as_slice::<f32>()?,
-                v.try_as_slice::<f32>()?,
-            );
             if let Some(c) = captured.as_mut() {
                 c.keys.push(k[..c.len * nkv * hd].to_vec());
                 c.values.push(v[..c.len * nkv * hd].to_vec());
             }
-            let keys = after_prefix(input.cached.map(|c| &c.keys[i]), k);
-            let values = after_prefix(input.cached.map(|c| &c.values[i]), v);
+            let keys = after_prefix(input.cached.map(|c| &c.keys[i]), &k);
+            let values = after_prefix(input.cached.map(|c| &c.values[i]), &v);
             let o = kernels::attention(
-                rows(q, nh * hd, cached_len),
+                rows(&q, nh * hd, cached_len),
                 rows(&keys, nkv * hd, 0),
                 rows(&values, nkv * hd, 0),
                 tokens,
@@ -289,34 +380,40 @@ impl TextDecoder {
                 true,
                 scale,
             );
-            let mut o = Array::from_slice(
-                &o[cached_len * nh * hd..],
-                &[computed as i32, (nh * hd) as i32],
-            );
+            let mut o = o[cached_len * nh * hd..].to_vec();
             clock.charge("decoder attention core");
             if last_layer {
-                h = h.take_axis(&last_index, 0)?;
-                o = o.take_axis(&last_index, 0)?;
+                h = gather_rows(&h, width, &last_rows);
+                o = gather_rows(&o, nh * hd, &last_rows);
+                x.truncate(h.len());
             }
-            let o = layer.o.forward(&o)?;
-            clock.mark("decoder attention projections", &o)?;
-            h = ops::add(&h, o)?;
+            layer.o.accumulate(&o, &mut h)?;
+            clock.charge("decoder attention projections");
 
-            let x = fast::rms_norm(&h, Some(&layer.post_attn_norm), cfg.rms_norm_eps)?;
-            clock.mark("decoder norms/rotary/residual", &x)?;
-            let gate = super::on_host(&layer.gate.forward(&x)?)?;
-            let up = super::on_host(&layer.up.forward(&x)?)?;
-            let gated = Array::from_slice(
-                &kernels::silu_mul(gate.try_as_slice::<f32>()?, up.try_as_slice::<f32>()?),
-                gate.shape(),
-            );
-            let y = layer.down.forward(&gated)?;
-            clock.mark("decoder mlp", &y)?;
-            h = ops::add(&h, y)?;
+            layer.post_attn_norm.forward(&h, &mut x);
+            clock.charge("decoder norms/rotary/residual");
+            let rows = h.len() / width;
+            let mut gate = vec![0.0f32; rows * layer.gate.outputs()];
+            let mut up = vec![0.0f32; rows * layer.up.outputs()];
+            layer.gate.forward(&x, &mut gate)?;
+            layer.up.forward(&x, &mut up)?;
+            kernels::silu_mul_in_place(&mut gate, &up);
+            layer.down.accumulate(&gate, &mut h)?;
+            clock.charge("decoder mlp");
         }
+        let h = Array::from_slice(&h, &[(h.len() / width) as i32, width as i32]);
         let hidden = fast::rms_norm(&h, Some(&self.final_norm), cfg.rms_norm_eps)?;
         Ok((hidden, captured))
     }
+}
+
+/// The rows `which` of a row-major matrix `width` wide.
+fn gather_rows(m: &[f32], width: usize, which: &[usize]) -> Vec<f32> {
+    which
+        .iter()
+        .flat_map(|&r| &m[r * width..(r + 1) * width])
+        .copied()
+        .collect()
 }
 
 /// One batch in the CPU kernels' ragged layout: every row's tokens once,

@@ -149,11 +149,15 @@ impl VisionTower {
     /// together; MLX takes one image at a time.
     pub fn forward(&self, images: &[&ImageInput], clock: &StageClock) -> Result<Array, ModelError> {
         match &self.path {
-            Path::Host(tower) => tower.forward(&self.cfg, &Patches::gather(&self.cfg, images), clock),
+            Path::Host(tower) => {
+                tower.forward(&self.cfg, &Patches::gather(&self.cfg, images), clock)
+            }
             Path::Mlx(tower) => {
                 let each = images
                     .iter()
-                    .map(|image| tower.forward(&self.cfg, &Patches::gather(&self.cfg, &[image]), clock))
+                    .map(|image| {
+                        tower.forward(&self.cfg, &Patches::gather(&self.cfg, &[image]), clock)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(match each.len() {
                     1 => each.into_iter().next().expect("one"),
