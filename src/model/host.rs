@@ -216,16 +216,21 @@ impl HostLayerNorm {
 
     /// `out = (x - mean) / sqrt(var + eps) · weight + bias`, row by row.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        let width = self.weight.len();
-        assert!(x.len() == out.len() && x.len() % width == 0);
-        kernels::in_parallel(out, width, |first_row, part| {
-            let start = first_row * width;
-            for (i, out) in part.chunks_mut(width).enumerate() {
-                let x = &x[start + i * width..start + (i + 1) * width];
-                kernels::layer_norm_row(x, &self.weight, &self.bias, self.eps, out);
-            }
+        by_rows(x, out, self.weight.len(), |x, out| {
+            kernels::layer_norm_row(x, &self.weight, &self.bias, self.eps, out)
         });
     }
+}
+
+/// `f(row of x, row of out)` for every row `width` wide, on all cores.
+fn by_rows(x: &[f32], out: &mut [f32], width: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    assert!(x.len() == out.len() && x.len().is_multiple_of(width));
+    kernels::in_parallel(out, width, |first_row, part| {
+        let x = &x[first_row * width..first_row * width + part.len()];
+        for (x, out) in x.chunks(width).zip(part.chunks_mut(width)) {
+            f(x, out);
+        }
+    });
 }
 
 /// RMS normalisation over rows of `weight.len()` values (Qwen2's RMSNorm).
@@ -244,14 +249,8 @@ impl HostRmsNorm {
 
     /// `out = x / sqrt(mean(x²) + eps) · weight`, row by row.
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        let width = self.weight.len();
-        assert!(x.len() == out.len() && x.len() % width == 0);
-        kernels::in_parallel(out, width, |first_row, part| {
-            let start = first_row * width;
-            for (i, out) in part.chunks_mut(width).enumerate() {
-                let x = &x[start + i * width..start + (i + 1) * width];
-                kernels::rms_norm_row(x, &self.weight, self.eps, out);
-            }
+        by_rows(x, out, self.weight.len(), |x, out| {
+            kernels::rms_norm_row(x, &self.weight, self.eps, out)
         });
     }
 }

@@ -23,13 +23,7 @@ use multiversion::multiversion;
 
 /// Query rows per attention block: a block's scores (`BLOCK × keys` floats)
 /// stay in a core's L2 cache for sequences up to a few thousand tokens.
-const BLOCK_DEFAULT: usize = 128;
-fn block() -> usize {
-    std::env::var("TUNE_BLOCK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BLOCK_DEFAULT)
-}
+const BLOCK: usize = 128;
 
 /// One projection's output as the linear layer wrote it: token `t`, head
 /// `h`, component `d` is at
@@ -142,22 +136,25 @@ pub fn attention(
             let mut i0 = seq.first_query;
             while i0 < seq.tokens.len() {
                 tasks.push((s, h, i0));
-                i0 += block();
+                i0 += BLOCK;
             }
         }
     }
     let blocks = parallel_map(&tasks, |&(s, h, i0), scores: &mut Vec<f32>| {
         let seq = &sequences[s];
         let len = seq.tokens.len();
-        let i1 = (i0 + block()).min(len);
+        let i1 = (i0 + BLOCK).min(len);
         let rows = i1 - i0;
         let kv = s * kv_heads + h / group;
         let n_keys = if causal { i1 } else { len };
         let q_from = (i0 - seq.first_query) * hd;
         let q = &queries[s * heads + h][q_from..q_from + rows * hd];
         let v = &values[kv][..n_keys * hd];
-        scores.clear();
-        scores.resize(rows * n_keys, 0.0);
+        // Scratch reused across blocks: every value is written by the GEMM.
+        if scores.len() < rows * n_keys {
+            scores.resize(rows * n_keys, 0.0);
+        }
+        let scores = &mut scores[..rows * n_keys];
         matmul(scores, rows, n_keys, hd, (q, hd, 1), (&keys[kv], len, 1));
         // Unnormalised softmax here; the 1/sum is applied to the (much
         // smaller) output rows instead of the scores.
@@ -480,8 +477,18 @@ fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
         .iter()
         .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     m = max.iter().fold(m, |a, &b| a.max(b));
-    row.iter_mut().for_each(|x| *x = exp(*x - m));
-    lane_sum(row, |v| v)
+    // e^(x - m) and its sum in one pass over the row.
+    let mut sum = [0.0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            c[l] = exp(c[l] - m);
+            sum[l] += c[l];
+        }
+    }
+    let rest = chunks.into_remainder();
+    rest.iter_mut().for_each(|x| *x = exp(*x - m));
+    rest.iter().sum::<f32>() + sum.iter().sum::<f32>()
 }
 
 /// `e^x` in float32 (Cephes' `expf` scheme: x = n·ln2 + r, |r| ≤ ln2/2,
@@ -611,6 +618,24 @@ mod tests {
     }
 
     #[test]
+    fn rms_norm_matches_its_definition() {
+        let width = 899;
+        let x: Vec<f32> = (0..width)
+            .map(|i| (i as f32 * 0.71).cos() * 2.0 - 0.3)
+            .collect();
+        let w: Vec<f32> = (0..width)
+            .map(|i| 0.5 + (i as f32 * 0.05).sin().abs())
+            .collect();
+        let mut out = vec![0.0f32; width];
+        rms_norm_row(&x, &w, 1e-6, &mut out);
+        let ms = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / width as f64;
+        for (i, &got) in out.iter().enumerate() {
+            let want = x[i] as f64 / (ms + 1e-6).sqrt() * w[i] as f64;
+            assert!((got as f64 - want).abs() <= 2e-6, "{i}: {got} vs {want}");
+        }
+    }
+
+    #[test]
     fn softmax_matches_a_direct_computation() {
         let mut row: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 5.0).collect();
         let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
@@ -627,58 +652,6 @@ mod tests {
 
     /// Attention against a naive loop, with GQA, rotary, a shared prefix
     /// and ragged rows.
-    #[test]
-    #[ignore]
-    fn tune_attention_speed() {
-        for n in [1024usize, 4070] {
-            let (heads, hd) = (10, 64);
-            let w = heads * hd;
-            let qkv: Vec<f32> = (0..n * 3 * w).map(|i| ((i as f32) * 0.37).sin()).collect();
-            let cos: Vec<f32> = (0..n * hd).map(|i| (i as f32 * 0.01).cos()).collect();
-            let sin: Vec<f32> = (0..n * hd).map(|i| (i as f32 * 0.01).sin()).collect();
-            let seqs = vec![Sequence {
-                tokens: (0..n).collect(),
-                first_query: 0,
-            }];
-            let part = |offset| Rows {
-                data: &qkv,
-                row_stride: 3 * w,
-                offset,
-                first_token: 0,
-            };
-            let mut best = f64::MAX;
-            for _ in 0..5 {
-                let t = std::time::Instant::now();
-                let o = attention(
-                    part(0),
-                    part(w),
-                    part(2 * w),
-                    n,
-                    Heads {
-                        heads,
-                        kv_heads: heads,
-                        head_dim: hd,
-                    },
-                    &seqs,
-                    Some(Rotary {
-                        cos: &cos,
-                        sin: &sin,
-                    }),
-                    false,
-                    0.125,
-                );
-                std::hint::black_box(o);
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-            let flops = 4.0 * (n * n * w) as f64;
-            eprintln!(
-                "n {n}: {:.1} ms, {:.1} GFLOP/s",
-                best * 1e3,
-                flops / best / 1e9
-            );
-        }
-    }
-
     #[test]
     fn attention_matches_a_naive_implementation() {
         let (tokens, heads, kv_heads, hd) = (150, 4, 2, 8);
