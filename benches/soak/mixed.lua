@@ -4,8 +4,9 @@
 -- fixture model).
 --
 -- Deletes only take ids whose insert was answered 201 (the id is read from
--- the answer) and each id once, so a delete never meets a missing document:
--- any 404 is a failure. The number of documents a thread keeps is bounded
+-- the answer) and each id until it is answered 200 (a delete refused with
+-- 503 is sent again), so a delete never meets a missing document: any 404
+-- is a failure. The number of documents a thread keeps is bounded
 -- (SOAK_LIVE per thread, default 1000), so the database does not grow
 -- during the run and memory can stay flat.
 --
@@ -68,11 +69,29 @@ local function insert(text)
   return wrk.format("POST", "/collections/soak/documents", json, body)
 end
 
+-- Deletes sent and not yet answered 200, id -> os.time() when sent. A delete
+-- refused with 503 (the answer does not say which request it answers) is
+-- sent again once its answer is surely in; without that, every refused
+-- delete left a document behind and the database grew during the run.
+local inflight = {}
+local RESEND_AFTER_S = 10
+
+local function delete_id(id)
+  inflight[id] = os.time()
+  return wrk.format("DELETE", "/collections/soak/documents/" .. id)
+end
+
 local function delete()
+  local now = os.time()
+  for id, sent in pairs(inflight) do
+    if now - sent > RESEND_AFTER_S then
+      return delete_id(id)
+    end
+  end
   local id = acked[head]
   acked[head] = nil
   head = head + 1
-  return wrk.format("DELETE", "/collections/soak/documents/" .. id)
+  return delete_id(id)
 end
 
 function request()
@@ -106,6 +125,11 @@ function response(status, headers, body)
     if id then
       tail = tail + 1
       acked[tail] = id
+    end
+  elseif status == 200 then
+    local id = body:match('"deleted"%s*:%s*"([^"]+)"')
+    if id then
+      inflight[id] = nil
     end
   elseif status >= 300 then
     local code = body:match('"code"%s*:%s*"([^"]+)"') or "?"
