@@ -197,16 +197,21 @@ fn a_page_past_the_end_is_a_caller_error() {
 
 #[test]
 fn slow_tool_is_killed_at_the_timeout() {
+    // Rendering a page 8,000 pixels wide takes pdftoppm over a second; the
+    // limit is 0. (pdfinfo, ~10 ms, was used before: when this thread was
+    // descheduled longer than that, the tool had finished before the first
+    // poll and the test saw a success.)
     let zero = PdfLimits {
         timeout: Duration::ZERO,
+        render_max_side: 8000,
         ..limits()
     };
-    let err = pdf_info(&fixture("three_pages.pdf"), &zero).unwrap_err();
+    let err = render_page(&fixture("three_pages.pdf"), 1, &zero).unwrap_err();
     assert!(
         matches!(
             err,
             MediaError::Timeout {
-                tool: "pdfinfo",
+                tool: "pdftoppm",
                 ..
             }
         ),
