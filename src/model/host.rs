@@ -1,5 +1,5 @@
-//! Dense layers and layer norms on host `f32` slices, for the float32 CPU
-//! path of the vision tower.
+//! Dense layers and norms on host `f32` slices, for the float32 CPU path
+//! of the vision tower and the text decoder.
 //!
 //! Why (profiled with `cargo bench --bench embed -- --profile`): with MLX on
 //! the CPU, a vision block spent ~40 % more than its matrix products need —
@@ -67,11 +67,9 @@ pub fn available() -> bool {
     sgemm().is_some()
 }
 
-/// `array` as a host vector of `f32` (cast, made contiguous, copied).
-fn to_host(array: &Array) -> Result<Vec<f32>, ModelError> {
-    let a = array.as_dtype(Dtype::Float32)?;
-    let a = a.contiguous()?;
-    a.eval()?;
+/// `array` as a host vector of `f32` (cast, evaluated, copied).
+pub(super) fn to_host(array: &Array) -> Result<Vec<f32>, ModelError> {
+    let a = super::on_host(&array.as_dtype(Dtype::Float32)?)?;
     Ok(a.try_as_slice::<f32>()?.to_vec())
 }
 
@@ -260,11 +258,7 @@ impl HostRmsNorm {
 /// MLX array and back).
 pub enum Projection {
     Blas(HostLinear),
-    Mlx {
-        layer: Linear,
-        inputs: usize,
-        outputs: usize,
-    },
+    Mlx { layer: Linear, inputs: usize },
 }
 
 impl Projection {
@@ -274,20 +268,11 @@ impl Projection {
         if quant == QuantSpec::None {
             return Ok(Projection::Blas(HostLinear::new(&weight, bias.as_ref())?));
         }
-        let shape = weight.shape();
-        let (outputs, inputs) = (shape[0] as usize, shape[1] as usize);
+        let inputs = weight.shape()[1] as usize;
         Ok(Projection::Mlx {
             layer: Linear::new(weight, bias, quant, Dtype::Float32)?,
             inputs,
-            outputs,
         })
-    }
-
-    pub fn outputs(&self) -> usize {
-        match self {
-            Projection::Blas(l) => l.outputs,
-            Projection::Mlx { outputs, .. } => *outputs,
-        }
     }
 
     /// `out = x·Wᵀ + b`.

@@ -313,9 +313,7 @@ impl TextDecoder {
         )?;
         // The residual stream, `[computed, hidden]` (after the last layer's
         // attention: the rows' last tokens only).
-        let mut h = super::on_host(&h.as_dtype(Dtype::Float32)?)?
-            .try_as_slice::<f32>()?
-            .to_vec();
+        let mut h = host::to_host(&h)?;
         clock.charge("decoder input (embeddings, scatter)");
 
         let width = cfg.hidden_size;
@@ -355,6 +353,9 @@ impl TextDecoder {
         let mut q = vec![0.0f32; computed * nh * hd];
         let mut k = vec![0.0f32; computed * nkv * hd];
         let mut v = vec![0.0f32; computed * nkv * hd];
+        let intermediate = cfg.intermediate_size;
+        let mut gate = vec![0.0f32; computed * intermediate];
+        let mut up = vec![0.0f32; computed * intermediate];
         for (i, layer) in layers.iter().enumerate() {
             let last_layer = i + 1 == layers.len();
             layer.input_norm.forward(&h, &mut x);
@@ -380,25 +381,29 @@ impl TextDecoder {
                 true,
                 scale,
             );
-            let mut o = o[cached_len * nh * hd..].to_vec();
+            let o = &o[cached_len * nh * hd..];
             clock.charge("decoder attention core");
             if last_layer {
                 h = gather_rows(&h, width, &last_rows);
-                o = gather_rows(&o, nh * hd, &last_rows);
                 x.truncate(h.len());
+                layer
+                    .o
+                    .accumulate(&gather_rows(o, nh * hd, &last_rows), &mut h)?;
+            } else {
+                layer.o.accumulate(o, &mut h)?;
             }
-            layer.o.accumulate(&o, &mut h)?;
             clock.charge("decoder attention projections");
 
             layer.post_attn_norm.forward(&h, &mut x);
             clock.charge("decoder norms/rotary/residual");
-            let rows = h.len() / width;
-            let mut gate = vec![0.0f32; rows * layer.gate.outputs()];
-            let mut up = vec![0.0f32; rows * layer.up.outputs()];
-            layer.gate.forward(&x, &mut gate)?;
-            layer.up.forward(&x, &mut up)?;
-            kernels::silu_mul_in_place(&mut gate, &up);
-            layer.down.accumulate(&gate, &mut h)?;
+            // Buffers sized for every computed token; the last layer uses
+            // the first rows only.
+            let used = h.len() / width * intermediate;
+            let (gate, up) = (&mut gate[..used], &mut up[..used]);
+            layer.gate.forward(&x, gate)?;
+            layer.up.forward(&x, up)?;
+            kernels::silu_mul_in_place(gate, up);
+            layer.down.accumulate(gate, &mut h)?;
             clock.charge("decoder mlp");
         }
         let h = Array::from_slice(&h, &[(h.len() / width) as i32, width as i32]);
