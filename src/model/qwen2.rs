@@ -356,6 +356,8 @@ impl TextDecoder {
         let intermediate = cfg.intermediate_size;
         let mut gate = vec![0.0f32; computed * intermediate];
         let mut up = vec![0.0f32; computed * intermediate];
+        let mut attended = vec![0.0f32; tokens * nh * hd];
+        let mut scratch = kernels::AttentionScratch::default();
         for (i, layer) in layers.iter().enumerate() {
             let last_layer = i + 1 == layers.len();
             layer.input_norm.forward(&h, &mut x);
@@ -370,18 +372,19 @@ impl TextDecoder {
             }
             let keys = after_prefix(input.cached.map(|c| &c.keys[i]), &k);
             let values = after_prefix(input.cached.map(|c| &c.values[i]), &v);
-            let o = kernels::attention(
+            kernels::attention(
                 rows(&q, nh * hd, cached_len),
                 rows(&keys, nkv * hd, 0),
                 rows(&values, nkv * hd, 0),
-                tokens,
                 shape,
                 if last_layer { &last_only } else { &every },
                 Some(rotary),
                 true,
                 scale,
+                &mut scratch,
+                &mut attended,
             );
-            let o = &o[cached_len * nh * hd..];
+            let o = &attended[cached_len * nh * hd..];
             clock.charge("decoder attention core");
             if last_layer {
                 h = gather_rows(&h, width, &last_rows);

@@ -91,6 +91,8 @@ impl HostVisionTower {
         let mut normed = vec![0.0f32; n * ed];
         let mut qkv = vec![0.0f32; n * 3 * ed];
         let mut hidden = vec![0.0f32; n * cfg.mlp_hidden()];
+        let mut attended = vec![0.0f32; n * ed];
+        let mut scratch = kernels::AttentionScratch::default();
         self.patch_embed.forward(&patches.pixels, &mut x);
         clock.charge("vision patch embed");
 
@@ -105,11 +107,10 @@ impl HostVisionTower {
                 offset,
                 first_token: 0,
             };
-            let o = kernels::attention(
+            kernels::attention(
                 part(0),
                 part(ed),
                 part(2 * ed),
-                n,
                 kernels::Heads {
                     heads: cfg.num_heads,
                     kv_heads: cfg.num_heads,
@@ -123,9 +124,11 @@ impl HostVisionTower {
                 }),
                 false,
                 1.0 / (hd as f32).sqrt(),
+                &mut scratch,
+                &mut attended,
             );
             clock.charge("vision attention core");
-            b.proj.accumulate(&o, &mut x);
+            b.proj.accumulate(&attended, &mut x);
             clock.charge("vision attention projections");
 
             b.norm2.forward(&x, &mut normed);
