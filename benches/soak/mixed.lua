@@ -74,11 +74,20 @@ end
 -- sent again once its answer is surely in; without that, every refused
 -- delete left a document behind and the database grew during the run.
 local inflight = {}
+local inflight_n = 0
 local RESEND_AFTER_S = 10
 
 local function delete_id(id)
+  if inflight[id] == nil then
+    inflight_n = inflight_n + 1
+  end
   inflight[id] = os.time()
   return wrk.format("DELETE", "/collections/soak/documents/" .. id)
+end
+
+local function vector_search()
+  return wrk.format("POST", "/collections/soak/search", json,
+    '{"vector":' .. vec() .. ',"k":10}')
 end
 
 local function delete()
@@ -89,13 +98,20 @@ local function delete()
     end
   end
   local id = acked[head]
+  if id == nil then
+    -- Every document of this thread has a delete in flight.
+    return vector_search()
+  end
   acked[head] = nil
   head = head + 1
   return delete_id(id)
 end
 
 function request()
-  local live = tail - head + 1
+  -- Documents still in the database: acknowledged and not yet deleted,
+  -- including those whose delete is in flight (or was refused and waits
+  -- to be sent again): without them, refused deletes let it grow.
+  local live = tail - head + 1 + inflight_n
   local r = math.random(100)
   if r <= 20 then
     if live > live_target then return delete() end
@@ -107,8 +123,7 @@ function request()
     if live == 0 then return insert(false) end
     return delete()
   elseif r <= 70 then
-    return wrk.format("POST", "/collections/soak/search", json,
-      '{"vector":' .. vec() .. ',"k":10}')
+    return vector_search()
   elseif r <= 82 then
     return wrk.format("POST", "/collections/soak/search", json,
       '{"text":"' .. phrase(3) .. '","k":10}')
@@ -128,8 +143,9 @@ function response(status, headers, body)
     end
   elseif status == 200 then
     local id = body:match('"deleted"%s*:%s*"([^"]+)"')
-    if id then
+    if id and inflight[id] ~= nil then
       inflight[id] = nil
+      inflight_n = inflight_n - 1
     end
   elseif status >= 300 then
     local code = body:match('"code"%s*:%s*"([^"]+)"') or "?"

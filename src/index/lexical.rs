@@ -11,6 +11,7 @@
 //! when changes are pending, so a write is searchable (and a delete gone)
 //! as soon as it is acknowledged; the caller drops hits whose `seq` is not
 //! the document's current one.
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -28,6 +29,16 @@ use crate::types::{Seq, Span};
 
 /// Indexing memory of the writer (tantivy's minimum per thread is 15 MB).
 const WRITER_MEMORY: usize = 32 << 20;
+
+/// Deletes queued in the writer after which the index commits on its own.
+/// tantivy keeps every queued delete (a term weight of about 1.3 KB) until
+/// a commit applies it, so without searches (which commit) a write-only
+/// load would grow without bound.
+const MAX_PENDING_DELETES: usize = 5_000;
+
+/// Documents added since the last commit after which the index commits on
+/// its own (bounds [`Writer::added`]).
+const MAX_PENDING_ADDS: usize = 100_000;
 
 #[derive(Debug, Error)]
 #[error("lexical index at {path}: {reason}")]
@@ -128,12 +139,24 @@ fn schema() -> (Schema, Fields) {
     (builder.build(), fields)
 }
 
+/// The writer with what it holds that is not committed.
+struct Writer {
+    inner: IndexWriter,
+    /// Ids with units added since the last commit (not in `reader` yet).
+    added: HashSet<String>,
+    /// Deletes queued since the last commit.
+    deletes: usize,
+}
+
 /// One collection's lexical index. All methods take `&self`.
 pub struct LexicalIndex {
     dir: PathBuf,
     index: Index,
+    /// The index's directory, to drop the entries of deleted files from
+    /// its mmap cache (tantivy prunes them only when asked).
+    directory: MmapDirectory,
     fields: Fields,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Writer>,
     reader: IndexReader,
     /// Every change to this collection up to here is in the writer.
     applied_seq: AtomicU64,
@@ -163,7 +186,7 @@ impl LexicalIndex {
         std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir).map_err(|e| err(&e))?;
-        let index = Index::open_or_create(directory, schema).map_err(|e| err(&e))?;
+        let index = Index::open_or_create(directory.clone(), schema).map_err(|e| err(&e))?;
         let committed = match index.load_metas().map_err(|e| err(&e))?.payload {
             None => 0,
             Some(p) => match p.split_once(' ') {
@@ -188,8 +211,13 @@ impl LexicalIndex {
             LexicalIndex {
                 dir: dir.to_owned(),
                 index,
+                directory,
                 fields,
-                writer: Mutex::new(writer),
+                writer: Mutex::new(Writer {
+                    inner: writer,
+                    added: HashSet::new(),
+                    deletes: 0,
+                }),
                 reader,
                 applied_seq: AtomicU64::new(committed),
                 dirty: AtomicBool::new(false),
@@ -210,27 +238,69 @@ impl LexicalIndex {
 
     /// Replaces a document's units (none: it only leaves the index).
     pub fn upsert(&self, id: &str, seq: Seq, units: &[TextUnit]) -> Result<(), LexicalError> {
-        let writer = self.writer.lock();
-        writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
-        for unit in units {
-            let mut doc = TantivyDocument::new();
-            doc.add_text(self.fields.doc_id, id);
-            doc.add_u64(self.fields.segment, u64::from(unit.segment));
-            doc.add_u64(self.fields.seq, seq);
-            doc.add_text(self.fields.text, &unit.text);
-            if let Err(e) = writer.add_document(doc) {
-                self.failed.store(true, Ordering::Release);
-                return Err(self.error(e));
+        let full = {
+            let mut writer = self.writer.lock();
+            self.delete(&mut writer, id);
+            if !units.is_empty() {
+                writer.added.insert(id.to_owned());
             }
-        }
-        self.applied(seq);
+            for unit in units {
+                let mut doc = TantivyDocument::new();
+                doc.add_text(self.fields.doc_id, id);
+                doc.add_u64(self.fields.segment, u64::from(unit.segment));
+                doc.add_u64(self.fields.seq, seq);
+                doc.add_text(self.fields.text, &unit.text);
+                if let Err(e) = writer.inner.add_document(doc) {
+                    self.failed.store(true, Ordering::Release);
+                    return Err(self.error(e));
+                }
+            }
+            self.applied(seq);
+            Self::full(&writer)
+        };
+        self.commit_if(full);
         Ok(())
     }
 
     pub fn remove(&self, id: &str, seq: Seq) {
-        let writer = self.writer.lock();
-        writer.delete_term(Term::from_field_text(self.fields.doc_id, id));
-        self.applied(seq);
+        let full = {
+            let mut writer = self.writer.lock();
+            self.delete(&mut writer, id);
+            self.applied(seq);
+            Self::full(&writer)
+        };
+        self.commit_if(full);
+    }
+
+    /// Queues the deletion of `id`'s units, unless it has none: neither
+    /// added since the last commit nor in the committed index (a queued
+    /// delete costs memory until the next commit, and an index without
+    /// segments never frees it: a collection of vector-only documents
+    /// would grow with every write).
+    fn delete(&self, writer: &mut Writer, id: &str) {
+        let term = Term::from_field_text(self.fields.doc_id, id);
+        // A lookup error: delete to be safe.
+        let indexed =
+            writer.added.remove(id) || !matches!(self.reader.searcher().doc_freq(&term), Ok(0));
+        if indexed {
+            writer.inner.delete_term(term);
+            writer.deletes += 1;
+        }
+    }
+
+    /// Enough is queued in the writer that it should commit.
+    fn full(writer: &Writer) -> bool {
+        writer.deletes >= MAX_PENDING_DELETES || writer.added.len() >= MAX_PENDING_ADDS
+    }
+
+    /// Commits (as a search would) when `full`; a failure is only logged:
+    /// the change itself is applied, and the next commit retries.
+    fn commit_if(&self, full: bool) {
+        if full {
+            if let Err(e) = self.refresh() {
+                tracing::warn!(error = %e, "lexical index commit failed");
+            }
+        }
     }
 
     fn applied(&self, seq: Seq) {
@@ -245,8 +315,13 @@ impl LexicalIndex {
     pub fn clear(&self) -> Result<(), LexicalError> {
         let mut writer = self.writer.lock();
         self.rebuilding.store(true, Ordering::Release);
-        writer.rollback().map_err(|e| self.error(e))?;
-        writer.delete_all_documents().map_err(|e| self.error(e))?;
+        writer.inner.rollback().map_err(|e| self.error(e))?;
+        writer.added.clear();
+        writer.deletes = 0;
+        writer
+            .inner
+            .delete_all_documents()
+            .map_err(|e| self.error(e))?;
         self.applied_seq.store(0, Ordering::Release);
         self.failed.store(false, Ordering::Release);
         self.dirty.store(true, Ordering::Release);
@@ -261,10 +336,17 @@ impl LexicalIndex {
             true => 0,
             false => self.applied_seq.fetch_max(seq, Ordering::AcqRel).max(seq),
         };
-        let mut prepared = writer.prepare_commit().map_err(|e| self.error(e))?;
+        let mut prepared = writer.inner.prepare_commit().map_err(|e| self.error(e))?;
         prepared.set_payload(&format!("{} {covered}", self.instance));
         prepared.commit().map_err(|e| self.error(e))?;
         self.reader.reload().map_err(|e| self.error(e))?;
+        // The committed index (what `delete` consults) now has them.
+        writer.added.clear();
+        writer.deletes = 0;
+        // tantivy's mmap cache keeps an entry for every file it ever
+        // opened (dead ones too) until asked for its statistics: one per
+        // segment file of every commit and merge.
+        self.directory.get_cache_info();
         // Only now: a search that saw `dirty` waits on the writer lock until
         // the new commit is readable.
         self.dirty.store(false, Ordering::Release);
@@ -430,6 +512,50 @@ mod tests {
         );
         assert!(text_units(None, &[], meta, &[]).is_empty());
         assert!(text_units(Some("  "), &[], meta, &[]).is_empty());
+    }
+
+    #[test]
+    fn queues_deletes_only_for_indexed_ids_and_commits_when_many_are_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (lex, _) = LexicalIndex::open(dir.path(), &[1; 16]).unwrap();
+        let unit = |t: &str| {
+            vec![TextUnit {
+                segment: 0,
+                text: t.into(),
+            }]
+        };
+        // Ids that never had units queue nothing (tantivy would keep each
+        // queued delete until a commit, or forever in an empty index).
+        for i in 0..100 {
+            lex.upsert(&format!("v{i}"), i + 1, &[]).unwrap();
+            lex.remove(&format!("v{i}"), i + 101);
+        }
+        assert_eq!(lex.writer.lock().deletes, 0);
+        // Added and not committed: replaced or removed all the same.
+        lex.upsert("a", 201, &unit("uncommitted apple")).unwrap();
+        lex.remove("a", 202);
+        lex.upsert("b", 203, &unit("uncommitted banana")).unwrap();
+        lex.upsert("b", 204, &unit("cherry")).unwrap();
+        assert!(lex.search("apple", 10).unwrap().is_empty());
+        assert!(lex.search("banana", 10).unwrap().is_empty());
+        assert_eq!(lex.search("cherry", 10).unwrap()[0].seq, 204);
+        // Committed: found through the reader.
+        lex.upsert("b", 205, &[]).unwrap();
+        assert_eq!(lex.writer.lock().deletes, 1);
+        assert!(lex.search("cherry", 10).unwrap().is_empty());
+        // Many queued deletes commit on their own (no search needed).
+        let n = MAX_PENDING_DELETES as u64;
+        for i in 0..n {
+            lex.upsert(&format!("d{i}"), 1000 + i, &unit("date"))
+                .unwrap();
+        }
+        lex.commit(0).unwrap();
+        for i in 0..n {
+            lex.remove(&format!("d{i}"), 1000 + n + i);
+        }
+        assert_eq!(lex.writer.lock().deletes, 0, "committed by itself");
+        assert_eq!(lex.units(), 0);
+        assert!(!lex.dirty.load(Ordering::Acquire));
     }
 
     #[test]
