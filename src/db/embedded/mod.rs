@@ -132,6 +132,7 @@ impl Embedded {
         if let Err(e) = self.checkpoint_indexes() {
             tracing::warn!(error = %e, "automatic checkpoint failed");
         }
+        release_free_memory();
         self.auto_checkpointing.store(false, Ordering::Release);
     }
 
@@ -144,7 +145,10 @@ impl Embedded {
         let index = index.clone();
         let spawned = std::thread::Builder::new()
             .name("tkr-index-rebuild".into())
-            .spawn(move || index.rebuild_compact());
+            .spawn(move || {
+                index.rebuild_compact();
+                release_free_memory();
+            });
         match spawned {
             Ok(handle) => {
                 let mut bg = self.background.lock();
@@ -511,4 +515,18 @@ fn to_document(collection: &str, record: DocRecord) -> Result<Document> {
         seq: record.seq,
         segments: record.segments,
     })
+}
+
+/// Hands memory the allocator holds free back to the system. A checkpoint
+/// (the graph and manifest serialised) and a rebuild (a whole new graph on
+/// its own thread, whose allocator arena keeps what it freed) release
+/// tens of MB at once; glibc returns only the top of its heaps by itself,
+/// so without this a long-running server's RSS grows in steps.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and is thread-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
